@@ -1,0 +1,39 @@
+# The two set-up commands for a fresh machine (see README): `make demo` and `make test`.
+# Each creates .venv itself and installs what it needs; nothing but Python must be pre-installed.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ORCH := $(VENV)/bin/orch
+
+.PHONY: install demo test test-unit slurm-up slurm-down bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: install
+	$(ORCH) build configs/quickstart.yaml
+	$(ORCH) plan configs/quickstart.yaml
+
+slurm-up:
+	bash scripts/slurm-test-cluster.sh start
+
+slurm-down:
+	bash scripts/slurm-test-cluster.sh stop
+
+test: install slurm-up
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-unit: install
+	$(PY) -m pytest -q -p no:cacheprovider -m 'not slurm'
+
+bench: install
+	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

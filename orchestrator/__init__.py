@@ -1,0 +1,3 @@
+"""orch: a declarative experiment orchestrator for LLM training campaigns on Slurm."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,64 @@
+"""A fully resolved job: what config expansion produces and everything downstream consumes.
+
+Config expansion (orchestrator.config) turns one YAML file into a list of `Job`s; rendering turns a
+`Job` into its sbatch script; the monitor submits and watches `Job`s. The field names and defaults are
+AutoExperiment's (its `JobDef`), so configs written for it mean the same here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Keys with a meaning to orch itself; every other key is only a template variable.
+SPECIAL_KEYS: frozenset[str] = frozenset(
+    {
+        "name",
+        "template",
+        "sbatch_script",
+        "output_file",
+        "cmd",
+        "check_interval_secs",
+        "start_condition_cmd",
+        "termination_str",
+        "termination_cmd",
+        # orch's own additions (optional):
+        "freeze_secs",
+        "max_failures",
+    }
+)
+
+DEFAULT_CHECK_INTERVAL_SECS = 60 * 15
+DEFAULT_MAX_FAILURES = 3
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    """Unique in the campaign; also the Slurm job name the monitor re-adopts jobs by."""
+    template: str
+    """Path of the template the script is rendered from (`.j2` = Jinja2, else str.format)."""
+    sbatch_script: str
+    """Path the rendered script is written to (relative to the working directory)."""
+    output_file: str
+    """The job's log; watched for freezes and for `termination_str`."""
+    cmd: str
+    """Shell command that submits the script, e.g. `sbatch {sbatch_script}`."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Every resolved variable of the job, special keys included (what templates see)."""
+    check_interval_secs: float = DEFAULT_CHECK_INTERVAL_SECS
+    start_condition_cmd: str = ""
+    """Shell command; the job may start only when it prints `1`. Empty: start at once."""
+    termination_str: str = ""
+    """Regex searched in `output_file`; a match means the job is done."""
+    termination_cmd: str = ""
+    """Shell command; printing `1` means the job is done."""
+    freeze_secs: float | None = None
+    """A running job whose output did not change for this long is frozen (default: check_interval_secs)."""
+    max_failures: int = DEFAULT_MAX_FAILURES
+    """Consecutive failed attempts after which the job is given up as failed."""
+
+    @property
+    def effective_freeze_secs(self) -> float:
+        return self.freeze_secs if self.freeze_secs is not None else self.check_interval_secs

@@ -1,0 +1,1 @@
+"""Scheduler backends behind one small interface (see `base.Scheduler`)."""

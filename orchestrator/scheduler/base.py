@@ -1,0 +1,88 @@
+"""The scheduler boundary: submit, query many jobs at once, cancel. Nothing else crosses it.
+
+Backends (slurm.py, local.py) are the only code that runs scheduler commands. The monitor talks to
+them through `Scheduler` and never calls `subprocess` itself.
+
+The one rule every backend keeps: a scheduler command that fails or times out raises
+`SchedulerUnavailable`, meaning "state unknown". It never reports jobs as gone.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from orchestrator.jobs import Job
+
+
+class SchedulerState(enum.Enum):
+    """What the scheduler says about one submission (one attempt of a job)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETING = "COMPLETING"  # still in the queue, winding down
+    COMPLETED = "COMPLETED"  # exit code 0
+    FAILED = "FAILED"  # non-zero exit code
+    TIMEOUT = "TIMEOUT"
+    CANCELLED = "CANCELLED"
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    NODE_FAIL = "NODE_FAIL"
+    PREEMPTED = "PREEMPTED"
+    GONE = "GONE"  # left the queue; final state could not be learned (e.g. past MinJobAge, no accounting)
+
+    @property
+    def is_active(self) -> bool:
+        """Still queued or running: the scheduler owns it, we must not submit it again."""
+        return self in (SchedulerState.PENDING, SchedulerState.RUNNING, SchedulerState.COMPLETING)
+
+    @property
+    def is_failure(self) -> bool:
+        """An ending that counts towards a job's crash loop."""
+        return self in (SchedulerState.FAILED, SchedulerState.OUT_OF_MEMORY, SchedulerState.NODE_FAIL)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One submission as the scheduler sees it."""
+
+    scheduler_id: str
+    name: str
+    state: SchedulerState
+    exit_code: int | None = None
+    reason: str = ""
+
+
+class SchedulerUnavailable(Exception):
+    """A scheduler command failed or timed out: the state of every job is unknown, not gone."""
+
+
+class SubmitError(Exception):
+    """The submit command ran but did not submit (non-zero exit, no job id in its output)."""
+
+
+class Scheduler(Protocol):
+    name: str
+
+    def submit(self, job: Job) -> str:
+        """Submit the job's rendered script; return the scheduler id.
+
+        Raises `SchedulerUnavailable` when the scheduler could not be reached (the job may or may
+        not have been submitted: the caller reconciles by name), `SubmitError` when it refused.
+        """
+        ...
+
+    def query(self, scheduler_ids: Collection[str], names: Collection[str]) -> Mapping[str, Observation]:
+        """Observe many submissions at once, with a bounded number of scheduler commands.
+
+        Returns observations keyed by scheduler id for: every id in `scheduler_ids` (with its final
+        state, or GONE, if it left the queue), and every active job of this user whose name is in
+        `names` (so a submission whose id was never recorded is found again).
+        Raises `SchedulerUnavailable` if the scheduler could not be asked.
+        """
+        ...
+
+    def cancel(self, scheduler_ids: Collection[str]) -> None:
+        """Cancel these submissions (one command). Raises `SchedulerUnavailable` on failure."""
+        ...
