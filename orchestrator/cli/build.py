@@ -1,0 +1,39 @@
+"""`orch build CONFIG`: validate the whole grid, then write every job's sbatch script."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from orchestrator.cli.common import add_job_selection_arguments, selected_jobs
+from orchestrator.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("build", help="validate the grid and write every sbatch script")
+    add_job_selection_arguments(parser)
+    parser.add_argument("--dry", action="store_true", help="print the job names only, write nothing")
+    parser.set_defaults(handler=run_build)
+
+
+def build_campaign(args: argparse.Namespace) -> int:
+    """Build the selected jobs' scripts and report; shared with `orch build-and-run`."""
+    from orchestrator.render.write import build_scripts, script_path_clashes
+
+    jobs = selected_jobs(args)
+    clashes = script_path_clashes(jobs)
+    if clashes:
+        raise UserError(f"several jobs write the same script: {clashes[0]}; put {{name}} in `sbatch_script`")
+    result = build_scripts(jobs)
+    for warning in result.warnings:
+        print(f"orch: {warning}", file=sys.stderr)
+    print(f"{len(jobs)} jobs: {result.written} scripts written, {result.unchanged} unchanged")
+    return 0
+
+
+def run_build(args: argparse.Namespace) -> int:
+    if args.dry:
+        for job in selected_jobs(args):
+            print(job.name)
+        return 0
+    return build_campaign(args)

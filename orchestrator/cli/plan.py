@@ -1,0 +1,112 @@
+"""`orch plan CONFIG`: preview the expanded grid (dry run): a table, `--json`, or one script with `--show`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from orchestrator.cli.common import add_job_selection_arguments, selected_jobs
+from orchestrator.errors import UserError
+from orchestrator.jobs import Job
+
+MAX_CELL = 48  # long commands are cut in the table; --json has them whole
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("plan", help="preview the expanded jobs (nothing is written)")
+    add_job_selection_arguments(parser)
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="every job's resolved parameters as JSON")
+    output.add_argument("--show", metavar="NAME", help="print the rendered script of one job")
+    parser.set_defaults(handler=run_plan)
+
+
+def _key_like(jobs: Sequence[Job], wanted: str) -> str | None:
+    """The first parameter named like `wanted` (any case), e.g. MODE or mode."""
+    for job in jobs[:1000]:
+        for key in job.params:
+            if key.lower() == wanted:
+                return key
+    return None
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def _termination(job: Job) -> str:
+    if job.termination_str:
+        return f"output ~ /{job.termination_str}/"
+    if job.termination_cmd:
+        return f"cmd: {job.termination_cmd}"
+    return "-"
+
+
+def table_rows(jobs: Sequence[Job]) -> tuple[list[str], list[list[str]]]:
+    extra = [key for key in (_key_like(jobs, "mode"), _key_like(jobs, "phase")) if key]
+    header = ["NAME", *[key.upper() for key in extra], "SCRIPT", "OUTPUT", "START CONDITION", "TERMINATION"]
+    rows = [
+        [
+            job.name,
+            *[str(job.params.get(key, "-")) for key in extra],
+            job.sbatch_script,
+            job.output_file,
+            _cut(job.start_condition_cmd) or "-",
+            _cut(_termination(job)),
+        ]
+        for job in jobs
+    ]
+    return header, rows
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [len(title) for title in header]
+    for row in rows:
+        for column, cell in enumerate(row):
+            if len(cell) > widths[column]:
+                widths[column] = len(cell)
+    line_format = "  ".join(f"{{:<{width}}}" for width in widths[:-1]) + "  {}"
+    lines = [line_format.format(*header)]
+    lines.extend(line_format.format(*row) for row in rows)
+    return "\n".join(lines) + "\n"
+
+
+def _check_templates(jobs: Sequence[Job]) -> None:
+    """Render the first job of each template: a missing or broken template fails the plan too."""
+    from orchestrator.render import job_name_warnings, render_job
+
+    firsts: dict[str, Job] = {}
+    for job in jobs:
+        firsts.setdefault(job.template, job)
+    rendered = [(job, render_job(job)) for job in firsts.values()]
+    for warning in job_name_warnings(rendered):
+        print(f"orch: {warning}", file=sys.stderr)
+
+
+def _jsonable(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool, type(None), dict, list)) else str(value)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    jobs = selected_jobs(args)
+    if args.show:
+        from orchestrator.render import render_job
+
+        for job in jobs:
+            if job.name == args.show:
+                sys.stdout.write(render_job(job))
+                return 0
+        raise UserError(f"no job named {args.show!r} (see `orch plan {args.config}` for the names)")
+    _check_templates(jobs)
+    if args.json:
+        payload = [{key: _jsonable(value) for key, value in job.params.items()} for job in jobs]
+        json.dump(payload, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    header, rows = table_rows(jobs)
+    sys.stdout.write(format_table(header, rows))
+    sys.stdout.write(f"{len(jobs)} jobs\n")
+    return 0

@@ -1,0 +1,123 @@
+"""Render a job's sbatch script from its template.
+
+A template whose name ends in `.j2` renders with Jinja2 (`{{ VAR }}`, StrictUndefined); any other with
+`str.format` exactly as AutoExperiment does (`{VAR}`; `{{` and `}}` for literal braces).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import UserError
+from orchestrator.jobs import Job
+
+# Jinja filters available to every `.j2` template; other modules register theirs here.
+TEMPLATE_FILTERS: dict[str, Callable[..., Any]] = {}
+
+_JOB_NAME_LINE = re.compile(r"^#SBATCH\s+(?:--job-name[=\s]|-J\s*)\s*(\S+)", re.MULTILINE)
+
+
+@lru_cache(maxsize=None)
+def _read_template(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"template not found: {path}") from None
+    except OSError as error:
+        raise UserError(f"cannot read template {path}: {error.strerror}") from None
+
+
+def _line_of(text: str, needle: str) -> int:
+    offset = text.find(needle)
+    return text.count("\n", 0, offset) + 1 if offset >= 0 else 0
+
+
+def _render_format(path: str, params: dict[str, Any], job_name: str) -> str:
+    text = _read_template(path)
+    try:
+        return text.format(**params)
+    except KeyError as error:
+        variable = str(error.args[0])
+        line = _line_of(text, "{" + variable)
+        raise UserError(
+            f"{path}:{line}: undefined variable {{{variable}}} (job {job_name!r}); "
+            f"write {{{{ and }}}} for literal braces, e.g. ${{{{{variable}}}}}"
+        ) from None
+    except (ValueError, IndexError, AttributeError) as error:
+        raise UserError(f"{path}: cannot render for job {job_name!r}: {error} (write {{{{ and }}}} for literal braces)") from None
+
+
+@lru_cache(maxsize=None)
+def _jinja_environment(directory: str) -> Any:
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    return environment
+
+
+@lru_cache(maxsize=None)
+def _jinja_template(path: str) -> Any:
+    import jinja2
+
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"template not found: {path}")
+    environment = _jinja_environment(str(file.parent.resolve()))
+    environment.filters.update(TEMPLATE_FILTERS)  # filters may be registered after the first render
+    try:
+        return environment.get_template(file.name)
+    except jinja2.TemplateSyntaxError as error:
+        raise UserError(f"{error.filename or path}:{error.lineno}: Jinja syntax error: {error.message}") from None
+    except jinja2.TemplateNotFound as error:
+        raise UserError(f"{path}: included template not found: {error.name}") from None
+
+
+def _render_jinja(path: str, params: dict[str, Any], job_name: str) -> str:
+    import jinja2
+
+    template = _jinja_template(path)
+    try:
+        return template.render(**params)
+    except jinja2.UndefinedError as error:
+        raise UserError(f"{path}: {error.message} (job {job_name!r})") from None
+    except jinja2.TemplateError as error:
+        raise UserError(f"{path}: cannot render for job {job_name!r}: {error}") from None
+
+
+def render_job(job: Job) -> str:
+    """The job's script text."""
+    params = dict(job.params)
+    if job.template.endswith(".j2"):
+        return _render_jinja(job.template, params, job.name)
+    return _render_format(job.template, params, job.name)
+
+
+def declared_job_name(script: str) -> str | None:
+    """The name in the script's `#SBATCH --job-name=` line, if any."""
+    match = _JOB_NAME_LINE.search(script)
+    return match.group(1).strip("'\"") if match else None
+
+
+def job_name_warnings(rendered: Iterable[tuple[Job, str]]) -> list[str]:
+    """One warning per template whose scripts do not declare the job's name (the monitor adopts by name)."""
+    warned: dict[str, str] = {}
+    for job, script in rendered:
+        if job.template in warned:
+            continue
+        declared = declared_job_name(script)
+        if declared != job.name:
+            found = f"it declares {declared!r}" if declared else "it has no such line"
+            warned[job.template] = (
+                f"warning: {job.template}: scripts should carry `#SBATCH --job-name={job.name}` "
+                f"(e.g. `--job-name={{name}}`), {found}; the monitor re-adopts jobs by name"
+            )
+    return list(warned.values())

@@ -1,0 +1,85 @@
+"""Write rendered scripts: all or nothing, atomically, and only where the content changed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.errors import UserError
+from orchestrator.jobs import Job
+from orchestrator.render import job_name_warnings, render_job
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    written: int
+    unchanged: int
+    warnings: list[str]
+
+
+def render_all(jobs: Sequence[Job]) -> list[tuple[Job, str]]:
+    """Render every job first, so a bad template stops the build before any file is written."""
+    return [(job, render_job(job)) for job in jobs]
+
+
+def _unchanged(path: str, content: bytes) -> bool:
+    try:
+        if os.stat(path).st_size != len(content):
+            return False
+        with open(path, "rb") as existing:
+            return existing.read() == content
+    except OSError:
+        return False
+
+
+def _write_atomically(path: str, content: bytes) -> None:
+    temporary = f"{path}.orch-tmp-{os.getpid()}"
+    with open(temporary, "wb") as file:
+        file.write(content)
+    os.replace(temporary, path)
+
+
+def _make_parent_dirs(paths: Iterable[str]) -> None:
+    made: set[str] = set()
+    for path in paths:
+        parent = os.path.dirname(path)
+        if parent and parent not in made:
+            try:
+                os.makedirs(parent, exist_ok=True)
+            except OSError as error:
+                raise UserError(f"cannot create directory {parent}: {error.strerror}") from None
+            made.add(parent)
+
+
+def build_scripts(jobs: Sequence[Job]) -> BuildResult:
+    """Render all jobs, then write each script whose content changed (paths relative to the cwd)."""
+    rendered = render_all(jobs)
+    warnings = job_name_warnings(rendered)
+    # Like AutoExperiment: create the script's directory and the output file's directory.
+    _make_parent_dirs(job.sbatch_script for job in jobs)
+    _make_parent_dirs(job.output_file for job in jobs)
+    written = unchanged = 0
+    for job, script in rendered:
+        content = script.encode("utf-8")
+        if _unchanged(job.sbatch_script, content):
+            unchanged += 1
+            continue
+        try:
+            _write_atomically(job.sbatch_script, content)
+        except OSError as error:
+            raise UserError(f"cannot write {job.sbatch_script}: {error.strerror}") from None
+        written += 1
+    return BuildResult(written=written, unchanged=unchanged, warnings=warnings)
+
+
+def script_path_clashes(jobs: Sequence[Job]) -> list[str]:
+    """Script paths shared by several jobs (one would overwrite the other)."""
+    seen: dict[str, str] = {}
+    clashes: list[str] = []
+    for job in jobs:
+        other = seen.setdefault(str(Path(job.sbatch_script)), job.name)
+        if other != job.name:
+            clashes.append(f"{job.sbatch_script} ({other}, {job.name})")
+    return clashes

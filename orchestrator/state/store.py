@@ -1,0 +1,287 @@
+"""The monitor's SQLite store (`.orch/state.db`): jobs, their submission attempts, and an event log.
+
+Every write commits at once (autocommit), so a monitor killed at any instant leaves a store that
+says exactly what was done. The rule that makes restarts safe: an attempt row (the intent to
+submit) is committed BEFORE the submit command runs, and its scheduler id after. An intent without
+an id is resolved on the next cycle by asking the scheduler for active jobs by name.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.monitor.lifecycle import JobState, JobView, check_transition
+
+STATE_DIR_NAME = ".orch"
+DB_NAME = "state.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    name TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    start_attempts INTEGER NOT NULL DEFAULT 0,
+    start_ready INTEGER NOT NULL DEFAULT 0,
+    output_fingerprint TEXT,
+    output_changed_at REAL,
+    last_termination_probe REAL,
+    last_start_probe REAL,
+    reason TEXT NOT NULL DEFAULT '',
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job TEXT NOT NULL REFERENCES jobs(name),
+    scheduler_id TEXT,
+    intent_at REAL NOT NULL,
+    submitted_at REAL,
+    started_at REAL,
+    ended_at REAL,
+    final_state TEXT,
+    exit_code INTEGER,
+    adopted INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS attempts_open ON attempts(job) WHERE ended_at IS NULL;
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    job TEXT,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+"""
+
+
+def state_dir(workdir: str | Path = ".") -> Path:
+    return Path(workdir) / STATE_DIR_NAME
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    id: int
+    job: str
+    scheduler_id: str | None
+    intent_at: float
+    submitted_at: float | None
+    started_at: float | None
+    ended_at: float | None
+    final_state: str | None
+    exit_code: int | None
+    adopted: bool
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    name: str
+    state: JobState
+    consecutive_failures: int
+    start_attempts: int
+    start_ready: bool
+    output_fingerprint: str | None
+    output_changed_at: float | None
+    last_termination_probe: float | None
+    last_start_probe: float | None
+    reason: str
+    updated_at: float
+    current: AttemptRecord | None
+    """The unfinished attempt, if any (intent recorded, not yet seen to end)."""
+    attempts: int
+
+    def view(self) -> JobView:
+        return JobView(
+            name=self.name,
+            state=self.state,
+            consecutive_failures=self.consecutive_failures,
+            start_attempts=self.start_attempts,
+            start_ready=self.start_ready,
+            scheduler_id=self.current.scheduler_id if self.current else None,
+            pending_intent=self.current is not None and self.current.scheduler_id is None,
+            output_fingerprint=self.output_fingerprint,
+            output_changed_at=self.output_changed_at,
+        )
+
+
+class StateStore:
+    """One campaign's store. Open it with `StateStore.open(workdir)`; safe to read from other processes."""
+
+    def __init__(self, path: Path, clock=time.time) -> None:
+        self.path = path
+        self._clock = clock
+        # isolation_level=None: autocommit; every statement is durable when it returns.
+        self._db = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process kill
+        self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def open(cls, workdir: str | Path = ".", clock=time.time) -> StateStore:
+        directory = state_dir(workdir)
+        directory.mkdir(parents=True, exist_ok=True)
+        return cls(directory / DB_NAME, clock=clock)
+
+    @classmethod
+    def open_existing(cls, workdir: str | Path = ".") -> StateStore | None:
+        """For readers (`orch status`): None when no monitor ever ran here."""
+        path = state_dir(workdir) / DB_NAME
+        return cls(path) if path.exists() else None
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ------------------------------------------------------------ jobs
+
+    def ensure_jobs(self, names: Iterable[str]) -> None:
+        now = self._clock()
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO jobs(name, state, updated_at) VALUES (?, ?, ?)",
+                [(name, JobState.WAITING.value, now) for name in names],
+            )
+
+    def jobs(self, names: Iterable[str] | None = None) -> dict[str, JobRecord]:
+        """Job records (with their current attempt), keyed by name."""
+        wanted = None if names is None else set(names)
+        current: dict[str, AttemptRecord] = {}
+        counts: dict[str, int] = {}
+        for row in self._db.execute("SELECT * FROM attempts WHERE ended_at IS NULL ORDER BY id"):
+            current[row["job"]] = _attempt(row)
+        for row in self._db.execute("SELECT job, COUNT(*) AS n FROM attempts GROUP BY job"):
+            counts[row["job"]] = row["n"]
+        records = {}
+        for row in self._db.execute("SELECT * FROM jobs"):
+            if wanted is not None and row["name"] not in wanted:
+                continue
+            records[row["name"]] = JobRecord(
+                name=row["name"],
+                state=JobState(row["state"]),
+                consecutive_failures=row["consecutive_failures"],
+                start_attempts=row["start_attempts"],
+                start_ready=bool(row["start_ready"]),
+                output_fingerprint=row["output_fingerprint"],
+                output_changed_at=row["output_changed_at"],
+                last_termination_probe=row["last_termination_probe"],
+                last_start_probe=row["last_start_probe"],
+                reason=row["reason"],
+                updated_at=row["updated_at"],
+                current=current.get(row["name"]),
+                attempts=counts.get(row["name"], 0),
+            )
+        return records
+
+    def job(self, name: str) -> JobRecord:
+        return self.jobs([name])[name]
+
+    def set_state(self, name: str, state: JobState, reason: str = "") -> JobState:
+        """Move a job to `state` if the life cycle allows it; returns the state it had."""
+        with self._transaction():
+            old = JobState(self._db.execute("SELECT state FROM jobs WHERE name = ?", (name,)).fetchone()["state"])
+            check_transition(old, state)
+            self._db.execute("UPDATE jobs SET state = ?, reason = ?, updated_at = ? WHERE name = ?",
+                             (state.value, reason, self._clock(), name))
+        return old
+
+    def update_job(self, name: str, **fields: object) -> None:
+        """Bookkeeping columns (counters, output fingerprint, probe times); never `state`."""
+        allowed = {"consecutive_failures", "start_attempts", "start_ready", "output_fingerprint", "output_changed_at",
+                   "last_termination_probe", "last_start_probe"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"not a bookkeeping column: {sorted(unknown)}")
+        if not fields:
+            return
+        columns = ", ".join(f"{key} = ?" for key in fields)
+        self._db.execute(f"UPDATE jobs SET {columns} WHERE name = ?", (*fields.values(), name))
+
+    def bump(self, name: str, column: str) -> int:
+        """Increment a counter column; returns the new value."""
+        if column not in ("consecutive_failures", "start_attempts"):
+            raise ValueError(column)
+        with self._transaction():
+            self._db.execute(f"UPDATE jobs SET {column} = {column} + 1 WHERE name = ?", (name,))
+            return self._db.execute(f"SELECT {column} FROM jobs WHERE name = ?", (name,)).fetchone()[0]
+
+    # ------------------------------------------------------------ attempts
+
+    def record_intent(self, name: str) -> int:
+        """Commit the intent to submit (an attempt with no id yet) and return its row id. Call BEFORE submitting."""
+        cursor = self._db.execute("INSERT INTO attempts(job, intent_at) VALUES (?, ?)", (name, self._clock()))
+        return int(cursor.lastrowid)
+
+    def record_submitted(self, attempt_id: int, scheduler_id: str) -> None:
+        self._db.execute("UPDATE attempts SET scheduler_id = ?, submitted_at = ? WHERE id = ?",
+                         (scheduler_id, self._clock(), attempt_id))
+
+    def record_adopted(self, name: str, scheduler_id: str) -> int:
+        """Make an active submission found by name the job's current attempt (filling an open intent if any)."""
+        now = self._clock()
+        with self._transaction():
+            row = self._db.execute("SELECT id FROM attempts WHERE job = ? AND ended_at IS NULL AND scheduler_id IS NULL",
+                                   (name,)).fetchone()
+            if row is not None:
+                self._db.execute("UPDATE attempts SET scheduler_id = ?, submitted_at = ?, adopted = 1 WHERE id = ?",
+                                 (scheduler_id, now, row["id"]))
+                return int(row["id"])
+            cursor = self._db.execute(
+                "INSERT INTO attempts(job, scheduler_id, intent_at, submitted_at, adopted) VALUES (?, ?, ?, ?, 1)",
+                (name, scheduler_id, now, now))
+            return int(cursor.lastrowid)
+
+    def mark_started(self, name: str) -> None:
+        self._db.execute("UPDATE attempts SET started_at = ? WHERE job = ? AND ended_at IS NULL AND started_at IS NULL",
+                         (self._clock(), name))
+
+    def end_attempt(self, name: str, final_state: str, exit_code: int | None = None) -> None:
+        self._db.execute("UPDATE attempts SET ended_at = ?, final_state = ?, exit_code = ? WHERE job = ? AND ended_at IS NULL",
+                         (self._clock(), final_state, exit_code, name))
+
+    def attempts(self, name: str | None = None) -> list[AttemptRecord]:
+        if name is None:
+            rows = self._db.execute("SELECT * FROM attempts ORDER BY id")
+        else:
+            rows = self._db.execute("SELECT * FROM attempts WHERE job = ? ORDER BY id", (name,))
+        return [_attempt(row) for row in rows]
+
+    # ------------------------------------------------------------ events
+
+    def log_event(self, job: str | None, kind: str, message: str) -> None:
+        self._db.execute("INSERT INTO events(time, job, kind, message) VALUES (?, ?, ?, ?)",
+                         (self._clock(), job, kind, message))
+
+    def events(self, job: str | None = None, kind: str | None = None) -> list[tuple[float, str | None, str, str]]:
+        query, args = "SELECT time, job, kind, message FROM events WHERE 1=1", []
+        if job is not None:
+            query, args = query + " AND job = ?", [*args, job]
+        if kind is not None:
+            query, args = query + " AND kind = ?", [*args, kind]
+        return [tuple(row) for row in self._db.execute(query + " ORDER BY id", args)]
+
+    # ------------------------------------------------------------ helpers
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT on an autocommit connection (several statements, one durable step)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _attempt(row: sqlite3.Row) -> AttemptRecord:
+    return AttemptRecord(
+        id=row["id"], job=row["job"], scheduler_id=row["scheduler_id"], intent_at=row["intent_at"],
+        submitted_at=row["submitted_at"], started_at=row["started_at"], ended_at=row["ended_at"],
+        final_state=row["final_state"], exit_code=row["exit_code"], adopted=bool(row["adopted"]),
+    )
