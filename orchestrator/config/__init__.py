@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,13 +42,22 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def expand_config(config: Mapping[str, Any], source: str = "config") -> list[Job]:
-    """Expand a config mapping into its jobs, in AutoExperiment's order."""
+def expand_config(config: Mapping[str, Any], source: str = "config", text: str = "") -> list[Job]:
+    """Expand a config mapping into its jobs, in AutoExperiment's order.
+
+    `source` and `text` (the file's name and content) only serve error messages (file:line).
+    """
     with _cyclic_gc_paused():
-        return _expand_config(config, source)
+        return _expand_config(config, source, text)
 
 
-def _expand_config(config: Mapping[str, Any], source: str) -> list[Job]:
+def _where(source: str, text: str, key: str) -> str:
+    """`file:line` of the first line defining `key` (for error messages), else just `file`."""
+    match = re.search(rf"^[ \t-]*['\"]?{re.escape(key)}['\"]?[ \t]*:", text, re.MULTILINE)
+    return f"{source}:{text.count(chr(10), 0, match.start()) + 1}" if match else source
+
+
+def _expand_config(config: Mapping[str, Any], source: str, text: str) -> list[Job]:
     resolver = Resolver()
     jobs: list[Job] = []
     for index, (signature, params) in enumerate(expand_grid(config)):
@@ -55,7 +65,7 @@ def _expand_config(config: Mapping[str, Any], source: str) -> list[Job]:
             resolver.resolve(params, signature)
         except ResolutionError as error:
             label = _job_label(params, index)
-            raise UserError(f"{source}: job {label}, key {error.key!r}: {error}") from None
+            raise UserError(f"{_where(source, text, error.key)}: job {label}, key {error.key!r}: {error}") from None
         jobs.append(job_from_params(params, index))
     check_unique_names(jobs, varying_keys=_keys_in_order(config))
     return jobs
@@ -78,7 +88,7 @@ def _keys_in_order(config: Mapping[str, Any]) -> list[str]:
 
 def load_jobs(config_path: str | Path, fixes: Sequence[str] = (), filters: Sequence[str] = ()) -> list[Job]:
     """Load, fix (`-f KEY=VALUE`), expand, resolve and filter (`KEY=V1,V2`) a campaign's jobs."""
-    config = load_config_file(config_path)
+    config, text = load_config_file(config_path)
     config = apply_fixes(config, fixes)
-    jobs = expand_config(config, source=str(config_path))
+    jobs = expand_config(config, source=str(config_path), text=text)
     return select_jobs(jobs, parse_filters(filters))

@@ -72,6 +72,9 @@ def check_unique_names(jobs: Sequence[Job], varying_keys: Iterable[str]) -> None
     first = duplicates[0]
     clashing = [job.params for job in jobs if job.name == first]
     hint_keys = [key for key in varying_keys if len({repr(p.get(key)) for p in clashing}) > 1][:3]
-    hint = ", ".join("{" + key + "}" for key in hint_keys) or "the key that distinguishes them"
     shown = ", ".join(duplicates[:5]) + (f" (and {len(duplicates) - 5} more)" if len(duplicates) > 5 else "")
-    raise UserError(f"job names must be unique; duplicated: {shown}\n  add {hint} to `name` to tell them apart")
+    if hint_keys:
+        advice = "add " + ", ".join("{" + key + "}" for key in hint_keys) + " to `name` to tell them apart"
+    else:
+        advice = "their parameters are identical: a nested key probably overrides a sweep of the same name"
+    raise UserError(f"job names must be unique; duplicated: {shown}\n  {advice}")

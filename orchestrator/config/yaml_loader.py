@@ -75,8 +75,8 @@ def parse_yaml_text(text: str, source: str) -> Any:
         raise UserError(f"{source}: YAML error: {error}") from None
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Load a campaign config; it must be a YAML mapping."""
+def load_config_file(path: str | Path) -> tuple[dict[str, Any], str]:
+    """Load a campaign config (a YAML mapping); returns it with the file's text (for error lines)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -85,9 +85,11 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     except OSError as error:
         raise UserError(f"cannot read config file {path}: {error.strerror}") from None
     data = parse_yaml_text(text, str(path))
+    if data is None:
+        raise UserError(f"{path}: the config is empty")
     if not isinstance(data, dict):
-        raise UserError(f"{path}: the config must be a YAML mapping of keys to values, got {type(data).__name__}")
-    return data
+        raise UserError(f"{path}: the config must be a YAML mapping of keys to values, got a {type(data).__name__}")
+    return data, text
 
 
 def parse_scalar(text: str) -> Any:

@@ -12,11 +12,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from orchestrator.campaign.megatron_args import megatron_args
 from orchestrator.errors import UserError
 from orchestrator.jobs import Job
 
 # Jinja filters available to every `.j2` template; other modules register theirs here.
 TEMPLATE_FILTERS: dict[str, Callable[..., Any]] = {}
+TEMPLATE_FILTERS["megatron_args"] = megatron_args  # Megatron flags from a mapping (orchestrator.campaign)
 
 _JOB_NAME_LINE = re.compile(r"^#SBATCH\s+(?:--job-name[=\s]|-J\s*)\s*(\S+)", re.MULTILINE)
 
