@@ -196,3 +196,37 @@ def test_curve_is_lr_at_on_every_step() -> None:
     points = mlm.curve(range(0, 111, 10), lr_decay_style="linear", **BASE)
     assert [step for step, _ in points] == list(range(0, 111, 10))
     assert points[6][1] == pytest.approx(0.55)
+
+
+# -- CLI: orch lr schedule ---------------------------------------------------------------------------
+from orchestrator.cli import main  # noqa: E402
+
+MDS_FLAGS = ["--framework", "megatron-deepspeed", "--lr", "1.0", "--min-lr", "0", "--train-iters", "1000",
+             "--lr-decay-style", "constant", "--lr_constant_plus_cooldown", "--lr_constant_plus_cooldown_frac", "0.2"]
+
+
+def test_cli_at_prints_one_value(capsys: pytest.CaptureFixture) -> None:
+    assert main(["lr", "schedule", *MDS_FLAGS, "--at", "850"]) == 0
+    assert float(capsys.readouterr().out) == pytest.approx(0.5)  # r = 50 / 200: 1 - sqrt(1/4)
+
+
+def test_cli_csv_and_plot(tmp_path, capsys: pytest.CaptureFixture) -> None:
+    plot = tmp_path / "curve.png"
+    assert main(["lr", "schedule", *MDS_FLAGS, "--csv", "--every", "100", "--plot", str(plot)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "step,lr"
+    rows = [line.split(",") for line in lines[1:]]
+    assert [int(step) for step, _ in rows] == list(range(0, 1001, 100))
+    assert float(rows[8][1]) == 1.0 and float(rows[9][1]) == pytest.approx(1 - 0.5**0.5) and float(rows[10][1]) == 0.0
+    assert plot.stat().st_size > 1000
+
+
+def test_cli_rejects_foreign_and_missing_flags(capsys: pytest.CaptureFixture) -> None:
+    assert main(["lr", "schedule", "--framework", "megatron-lm", "--lr", "1", "--train-iters", "10",
+                 "--wsd-fract-decay", "0.1", "--at", "1"]) == 2
+    assert "megatron-lm has no flag --wsd-fract-decay" in capsys.readouterr().err
+    assert main(["lr", "schedule", "--framework", "schedules-and-scaling", "--lr", "1", "--at", "1"]) == 2
+    assert "needs --iterations" in capsys.readouterr().err
+    assert main(["lr", "schedule", "--framework", "megatron-lm", "--lr", "1", "--train-iters", "10",
+                 "--lr-decay-style", "WSD", "--at", "1"]) == 2
+    assert "--lr-wsd-decay-iters" in capsys.readouterr().err

@@ -294,7 +294,11 @@ def plot(report: CheckReport, output: str, max_points: int = 2000) -> None:
         label = s.name + (" (FLAGGED)" if job.flagged else "")
         axes.plot(steps, [s.lr_at(step) for step in steps], style, label=label, linewidth=1.5 if s.phase == "pretrain" else 1)
         if s.phase == "cooldown":
-            axes.plot([s.resume_step], [s.lr_at(s.resume_step)], "o", markersize=3, color=axes.lines[-1].get_color())
+            colour = axes.lines[-1].get_color()
+            axes.plot([s.resume_step], [s.lr_at(s.resume_step)], "o", markersize=3, color=colour)
+            if job.flagged:  # show where this cooldown's own decay really starts, before the resume step
+                before = [step for step in sample_steps(s.resume_step, max_points)]
+                axes.plot(before, [s.lr_at(step) for step in before], ":", color=colour, linewidth=0.8)
     axes.set_xlabel("iteration")
     axes.set_ylabel("learning rate")
     axes.set_title("LR schedules (dashed: flagged cooldowns)")

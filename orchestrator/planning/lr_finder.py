@@ -21,7 +21,8 @@ import numpy as np
 from orchestrator.errors import UserError
 
 DEFAULT_SMOOTH_FRAC = 0.03
-SLOPE_DEAD_BAND = 1e-3  # share of the largest |slope| treated as "flat"
+SLOPE_DEAD_BAND = 1e-3  # share of the largest |slope| treated as "flat" on noiseless curves
+NOISE_SIGMAS = 3.0  # a slope within this many noise standard deviations of 0 is "flat"
 SUGGESTION_DIVISOR = 10.0
 MIN_POINTS = 5
 
@@ -100,9 +101,29 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return (cumulative[high] - cumulative[low]) / (high - low)
 
 
-def find_minima(log_lr: np.ndarray, smoothed: np.ndarray, slope: np.ndarray, min_log_sep: float = 0.0) -> list[LossMinimum]:
-    """Every negative -> positive turn of the slope, located by interpolation, de-duplicated."""
+def slope_noise(losses: np.ndarray, window: int, log_step: float) -> float:
+    """Standard deviation of the slope's noise, estimated from the raw losses.
+
+    Second differences cancel a smooth curve (and constant curvature), so their median absolute
+    deviation measures the loss noise sigma (std of a second difference: sigma * sqrt(6)). A centred
+    moving average of width w followed by a central difference over spacing h leaves sigma / (w * h).
+    """
+    if losses.size < 3 or log_step <= 0.0:
+        return 0.0
+    second = np.diff(losses, 2)
+    sigma = 1.4826 * float(np.median(np.abs(second - np.median(second)))) / np.sqrt(6.0)
+    return sigma / (max(window, 1) * log_step)
+
+
+def find_minima(log_lr: np.ndarray, smoothed: np.ndarray, slope: np.ndarray, min_log_sep: float = 0.0,
+                noise: float = 0.0) -> list[LossMinimum]:
+    """Every negative -> positive turn of the slope, located by interpolation, de-duplicated.
+
+    A turn counts only when the slope goes below -band and later above +band, with band the larger
+    of NOISE_SIGMAS x the slope's noise and a small share of the largest |slope|.
+    """
     band = SLOPE_DEAD_BAND * float(np.max(np.abs(slope))) if slope.size else 0.0
+    band = max(band, NOISE_SIGMAS * noise)
     sign = np.where(slope > band, 1, np.where(slope < -band, -1, 0))
     found: list[tuple[float, float]] = []  # (log10 lr, smoothed loss)
     last_negative: int | None = None
@@ -117,15 +138,22 @@ def find_minima(log_lr: np.ndarray, smoothed: np.ndarray, slope: np.ndarray, min
 
 
 def _crossing(log_lr: np.ndarray, smoothed: np.ndarray, slope: np.ndarray, start: int, end: int) -> tuple[float, float]:
-    """Where the slope crosses zero between sample `start` (negative) and `end` (positive)."""
+    """Where the slope crosses zero upwards between sample `start` (negative) and `end` (positive).
+
+    Between them the slope is flat within noise and may cross zero several times: the crossing
+    with the lowest (interpolated) loss is the bottom of the dip.
+    """
+    crossings: list[tuple[float, float]] = []
     for k in range(start, end):
         if slope[k] <= 0.0 < slope[k + 1]:
             share = -slope[k] / (slope[k + 1] - slope[k])
             x = log_lr[k] + share * (log_lr[k + 1] - log_lr[k])
             y = smoothed[k] + share * (smoothed[k + 1] - smoothed[k])
-            return float(x), float(y)
-    middle = (start + end) // 2  # unreachable for finite slopes; keep a sane answer anyway
-    return float(log_lr[middle]), float(smoothed[middle])
+            crossings.append((float(x), float(y)))
+    if not crossings:  # unreachable for finite slopes; keep a sane answer anyway
+        middle = (start + end) // 2
+        return float(log_lr[middle]), float(smoothed[middle])
+    return min(crossings, key=lambda crossing: crossing[1])
 
 
 def _deduplicate(minima: list[tuple[float, float]], min_log_sep: float) -> list[tuple[float, float]]:
@@ -167,18 +195,24 @@ def analyse(learning_rates: np.ndarray, losses: np.ndarray, label: str = "lr fin
     if np.unique(log_lr).size < 2:
         raise UserError(f"{label}: every learning rate is the same; nothing to differentiate")
     log_lr_unique, first = np.unique(log_lr, return_index=True)
-    slope_unique = np.gradient(smoothed[first], log_lr_unique) if log_lr_unique.size > 1 else np.zeros(1)
+    slope_unique = np.gradient(smoothed[first], log_lr_unique)
     slope = np.interp(log_lr, log_lr_unique, slope_unique)
 
-    lowest = int(np.argmin(smoothed))
+    # Within half a window of either end the average has fewer points and is noisier: leave those out.
+    half = window // 2
+    inner = slice(half, losses.size - half) if losses.size - 2 * half >= MIN_POINTS else slice(0, losses.size)
+    noise = slope_noise(losses, window, float(np.median(np.diff(log_lr_unique))))
+    offset = inner.start or 0
+    lowest = offset + int(np.argmin(smoothed[inner]))
+    steepest = offset + int(np.argmin(slope[inner]))
     return FinderResult(
         label=label,
         learning_rates=learning_rates,
         losses=losses,
         smoothed=smoothed,
         slope=slope,
-        minima=find_minima(log_lr, smoothed, slope, min_log_sep),
-        steepest_lr=float(learning_rates[int(np.argmin(slope))]),
+        minima=find_minima(log_lr[inner], smoothed[inner], slope[inner], min_log_sep, noise),
+        steepest_lr=float(learning_rates[steepest]),
         absolute_min_lr=float(learning_rates[lowest]),
         absolute_min_loss=float(smoothed[lowest]),
         dropped_points=dropped,
