@@ -32,7 +32,9 @@ def _human(value: float) -> str:
 
 def run_flops(args: argparse.Namespace) -> int:
     ffn = args.ffn_hidden if args.ffn_hidden is not None else 4 * args.hidden
-    shape = dict(layers=args.layers, hidden=args.hidden, heads=args.heads, ffn_hidden=ffn, kv_heads=args.kv_heads, gated_mlp=not args.no_gated_mlp)
+    shape = dict(
+        layers=args.layers, hidden=args.hidden, heads=args.heads, ffn_hidden=ffn, kv_heads=args.kv_heads, gated_mlp=not args.no_gated_mlp
+    )
     try:
         total = flops.model_parameters(vocab=args.vocab, tied_embeddings=args.tied_embeddings, **shape)
         non_embedding = flops.non_embedding_parameters(**shape)

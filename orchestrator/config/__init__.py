@@ -18,6 +18,7 @@ from orchestrator.config.resolve import ResolutionError, Resolver
 from orchestrator.config.selection import apply_fixes, parse_filters, select_jobs
 from orchestrator.config.yaml_loader import load_config_file
 from orchestrator.errors import UserError
+from orchestrator.planning.data_mix import add_mixture_variable
 from orchestrator.jobs import Job
 
 __all__ = ["expand_config", "load_jobs", "load_config_file"]
@@ -66,6 +67,7 @@ def _expand_config(config: Mapping[str, Any], source: str, text: str) -> list[Jo
         except ResolutionError as error:
             label = _job_label(params, index)
             raise UserError(f"{_where(source, text, error.key)}: job {label}, key {error.key!r}: {error}") from None
+        add_mixture_variable(params)  # a job with `data_mix` gets DATA_MIX_FILE (written by `orch build`)
         jobs.append(job_from_params(params, index))
     check_unique_names(jobs, varying_keys=_keys_in_order(config))
     return jobs

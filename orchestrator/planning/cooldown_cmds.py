@@ -15,7 +15,6 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, localcontext
-from fractions import Fraction
 
 from orchestrator.errors import UserError
 from orchestrator.planning import write_atomically
