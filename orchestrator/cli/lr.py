@@ -152,7 +152,7 @@ def _register_check(commands: argparse._SubParsersAction) -> None:
 
     parser = commands.add_parser(
         "check", help="every job's LR schedule; flags cooldowns whose decay does not start at their resume step",
-        description="Exit status 1 when a cooldown is flagged. See docs/planning-lr.md for the keys read.",
+        description="Exit status 1 when a cooldown is flagged. See docs/planning.md (LR sections) for the keys read.",
     )
     add_job_selection_arguments(parser)
     parser.add_argument("--plot", metavar="OUT.png", help="draw every schedule, cooldowns from their resume step")
