@@ -1,0 +1,98 @@
+"""`orch ckpt pending|claim|done`: checkpoint bookkeeping for converter jobs and start conditions.
+
+    orch ckpt pending RUN_DIR [--min-iter N] [--count]   prints 1/0 (or how many) pending checkpoints
+    orch ckpt claim RUN_DIR [--min-iter N]              prints the claimed iteration; exit 1 when none
+    orch ckpt done RUN_DIR ITER                         marks ITER converted and releases its claim
+    orch ckpt release RUN_DIR ITER                      gives a claim back unconverted (retry later)
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from orchestrator.errors import EXIT_USER_ERROR
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser, with_min_iter: bool = True) -> None:
+    from orchestrator.campaign.checkpoints import DEFAULT_SETTLE_SECS
+    from orchestrator.campaign.claims import DEFAULT_STALE_SECS
+
+    parser.add_argument(
+        "run_dir", metavar="RUN_DIR", help="run folder holding checkpoints/ (pretrain or cooldown_s<SCALE>)"
+    )
+    if not with_min_iter:
+        return
+    parser.add_argument("--min-iter", type=int, default=0, help="ignore checkpoints below this iteration (default: 0)")
+    parser.add_argument(
+        "--settle-secs", type=float, default=DEFAULT_SETTLE_SECS,
+        help="a checkpoint not named by the tracker counts once unchanged this long (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--stale-secs", type=float, default=DEFAULT_STALE_SECS,
+        help="a claim this old (or whose process is gone) may be taken over (default: %(default)s)",
+    )
+
+
+def run_pending(args: argparse.Namespace) -> int:
+    from orchestrator.campaign.claims import pending_iterations
+
+    pending = pending_iterations(args.run_dir, args.min_iter, args.settle_secs, args.stale_secs)
+    print(len(pending) if args.count else int(bool(pending)))
+    return 0
+
+
+def run_claim(args: argparse.Namespace) -> int:
+    from orchestrator.campaign.claims import claim_next
+
+    iteration = claim_next(args.run_dir, args.min_iter, args.settle_secs, args.stale_secs, owner_pid=args.owner_pid)
+    if iteration is None:
+        return 1
+    print(iteration)
+    return 0
+
+
+def run_done(args: argparse.Namespace) -> int:
+    from orchestrator.campaign.claims import mark_done
+
+    mark_done(args.run_dir, args.iteration)
+    return 0
+
+
+def run_release(args: argparse.Namespace) -> int:
+    from orchestrator.campaign.claims import release
+
+    release(args.run_dir, args.iteration)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("ckpt", help="checkpoints: pending conversions, claims, done markers")
+    commands = parser.add_subparsers(dest="ckpt_command", metavar="SUBCOMMAND")
+    parser.set_defaults(handler=lambda _args: (parser.print_help(), EXIT_USER_ERROR)[1])
+
+    pending = commands.add_parser(
+        "pending", help="print 1 if a complete, unconverted, unclaimed checkpoint exists, else 0"
+    )
+    _add_run_arguments(pending)
+    pending.add_argument("--count", action="store_true", help="print how many instead of 1/0")
+    pending.set_defaults(handler=run_pending)
+
+    claim = commands.add_parser(
+        "claim", help="claim the next pending checkpoint and print its iteration (exit 1: none)"
+    )
+    _add_run_arguments(claim)
+    claim.add_argument(
+        "--owner-pid", type=int, default=None,
+        help="process whose death frees the claim (default: the calling shell, i.e. the converter job)",
+    )
+    claim.set_defaults(handler=run_claim)
+
+    done = commands.add_parser("done", help="mark ITER converted and release its claim")
+    _add_run_arguments(done, with_min_iter=False)
+    done.add_argument("iteration", metavar="ITER", type=int)
+    done.set_defaults(handler=run_done)
+
+    release = commands.add_parser("release", help="release the claim on ITER without marking it converted")
+    _add_run_arguments(release, with_min_iter=False)
+    release.add_argument("iteration", metavar="ITER", type=int)
+    release.set_defaults(handler=run_release)

@@ -1,0 +1,84 @@
+"""`orch results CONFIG`: every run's eval results and validation losses in one table (CSV + console).
+
+Run folders come from each job's `RUN_DIR` parameter (`--run-dir-key`); see orchestrator.campaign.results.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from orchestrator.cli.common import add_job_selection_arguments, selected_jobs
+
+if TYPE_CHECKING:
+    from orchestrator.campaign.results import ResultTable
+
+DEFAULT_MAX_ROWS = 100
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("results", help="collect eval results and validation losses of a campaign")
+    add_job_selection_arguments(parser)
+    parser.add_argument("--csv", metavar="PATH", help="CSV to write (default: <config name>_results.csv)")
+    parser.add_argument("--plot", metavar="PNG", help="plot validation loss against training tokens per model size")
+    parser.add_argument(
+        "--run-dir-key", default="RUN_DIR", help="parameter holding a job's run folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--tokens-key", default="TOKENS_PER_STEP", help="parameter holding tokens per iteration (default: %(default)s)"
+    )
+    parser.add_argument("--size-key", default="MODEL_SIZE", help="parameter naming model sizes (default: %(default)s)")
+    parser.add_argument("--phase-key", default="PHASE", help="parameter naming the phase (default: %(default)s)")
+    parser.add_argument(
+        "--max-rows", type=int, default=DEFAULT_MAX_ROWS,
+        help="rows shown on the console; the CSV has all (default: %(default)s)",
+    )
+    parser.set_defaults(handler=run_results)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _print_table(table: ResultTable, max_rows: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    # Console columns: parameters, iteration/tokens/loss, and the main metrics (stderr columns only in the CSV).
+    metrics = [column for column in table.metric_columns if "stderr" not in column][:8]
+    columns = [*table.param_columns, "iteration", "tokens", "val_loss", *metrics]
+    view = Table(show_lines=False, header_style="bold")
+    for column in columns:
+        view.add_column(column, overflow="fold")
+    for row in table.rows[:max_rows]:
+        view.add_row(*(_cell(row.get(column)) for column in columns))
+    import shutil
+
+    console = Console(width=shutil.get_terminal_size((200, 24)).columns)  # pipes and CI logs: wide, not 80
+    console.print(view)
+    if len(table.rows) > max_rows:
+        console.print(f"({len(table.rows) - max_rows} more rows in the CSV)")
+
+
+def run_results(args: argparse.Namespace) -> int:
+    from orchestrator.campaign.results import ResultKeys, collect_results, plot_validation_loss, write_csv
+
+    keys = ResultKeys(args.run_dir_key, args.tokens_key, args.size_key, args.phase_key)
+    table = collect_results(selected_jobs(args), keys)
+    csv_path = args.csv or f"{Path(args.config).stem}_results.csv"
+    write_csv(table, csv_path)
+    if table.rows:
+        _print_table(table, args.max_rows)
+    print(f"{len(table.rows)} result row(s) written to {csv_path}")
+    if args.plot:
+        curves = plot_validation_loss(table, args.plot, keys)
+        if curves:
+            print(f"plotted {curves} curve(s) to {args.plot}")
+        else:
+            print("no validation losses to plot; no figure written")
+    return 0
