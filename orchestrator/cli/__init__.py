@@ -37,7 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, leftovers = parser.parse_known_args(argv)
+    # argparse cannot take positional `KEY=V1,V2` filters after an option (`plan c.yaml --json MODE=train`).
+    if leftovers and hasattr(args, "filters") and all("=" in a and not a.startswith("-") for a in leftovers):
+        args.filters = [*args.filters, *leftovers]
+    elif leftovers:
+        parser.error(f"unrecognized arguments: {' '.join(leftovers)}")
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
