@@ -172,6 +172,8 @@ def collect_results(jobs: Sequence[Job], keys: ResultKeys = ResultKeys()) -> Res
             metrics = dict(evaluations.get(iteration, {}))
             val_loss = losses.get(iteration, metrics.pop("val_loss", None))
             metrics.pop("val_loss", None)
+            # A metric named like a fixed column (an evaluator's own `tokens` count) must not overwrite it.
+            metrics = {(f"eval/{name}" if name in FIXED_COLUMNS else name): value for name, value in metrics.items()}
             metric_columns.update(dict.fromkeys(metrics))
             row = {key: run.params.get(key) for key in param_columns}
             row.update(iteration=iteration, tokens=_tokens(run, iteration, keys.tokens_per_step), val_loss=val_loss)

@@ -31,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--size-key", default="MODEL_SIZE", help="parameter naming model sizes (default: %(default)s)")
     parser.add_argument("--phase-key", default="PHASE", help="parameter naming the phase (default: %(default)s)")
     parser.add_argument(
+        "--params", metavar="KEY,KEY", type=lambda text: [k for k in text.split(",") if k],
+        help="parameter columns shown on the console (default: every parameter that varies; the CSV has all)",
+    )
+    parser.add_argument(
         "--max-rows", type=int, default=DEFAULT_MAX_ROWS,
         help="rows shown on the console; the CSV has all (default: %(default)s)",
     )
@@ -45,13 +49,14 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def _print_table(table: ResultTable, max_rows: int) -> None:
+def _print_table(table: ResultTable, max_rows: int, params: list[str] | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     # Console columns: parameters, iteration/tokens/loss, and the main metrics (stderr columns only in the CSV).
     metrics = [column for column in table.metric_columns if "stderr" not in column][:8]
-    columns = [*table.param_columns, "iteration", "tokens", "val_loss", *metrics]
+    shown_params = [key for key in params if key in table.param_columns] if params else table.param_columns
+    columns = [*shown_params, "iteration", "tokens", "val_loss", *metrics]
     view = Table(show_lines=False, header_style="bold")
     for column in columns:
         view.add_column(column, overflow="fold")
@@ -73,7 +78,7 @@ def run_results(args: argparse.Namespace) -> int:
     csv_path = args.csv or f"{Path(args.config).stem}_results.csv"
     write_csv(table, csv_path)
     if table.rows:
-        _print_table(table, args.max_rows)
+        _print_table(table, args.max_rows, args.params)
     print(f"{len(table.rows)} result row(s) written to {csv_path}")
     if args.plot:
         curves = plot_validation_loss(table, args.plot, keys)
