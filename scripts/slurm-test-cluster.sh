@@ -28,12 +28,16 @@ LOCK=/run/lock/orch-slurm-test-cluster.lock
 log() { echo "slurm-test-cluster: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# The pid in a pid file, when that process is alive.
+# The pid in a pid file, when that process is alive and is the daemon the file is named after
+# (a stale pid file may name a pid reused by another program).
 live_pid() {
-    local file=$1 pid
+    local file=$1 pid comm
     [[ -s $file ]] || return 1
     pid=$(cat "$file" 2>/dev/null) || return 1
-    [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+    [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+    [[ $comm == "$(basename "$file" .pid)" ]] || return 1
+    echo "$pid"
 }
 
 install_packages() {

@@ -125,6 +125,8 @@ class Transition:
 @dataclass(frozen=True)
 class Submit:
     reason: str
+    resubmit: bool = False
+    """The job's previous submission left the queue without finishing."""
 
 
 @dataclass(frozen=True)
@@ -254,8 +256,8 @@ def _decide_not_in_queue(job: Job, view: JobView, facts: Facts, done: bool, done
                                             f"leaving {others} alone"))
         actions.append(Adopt(newest, "found in the queue by name"))
         if done:
-            actions += [EndAttempt(newest.state.value, None, failure=False), MarkDone(done_reason)]
-        else:
+            actions.append(MarkDone(done_reason))  # the submission still counts against --max-jobs until it leaves
+        elif _state_for(newest.state) != view.state:
             actions.append(Transition(_state_for(newest.state), f"adopted {newest.scheduler_id}"))
         return actions
     if view.pending_intent:
@@ -271,7 +273,7 @@ def _decide_not_in_queue(job: Job, view: JobView, facts: Facts, done: bool, done
     return actions + _decide_waiting(job, view, facts)
 
 
-def _decide_waiting(job: Job, view: JobView, facts: Facts) -> list[Action]:
+def _decide_waiting(job: Job, view: JobView, facts: Facts, resubmit_after: str = "") -> list[Action]:
     actions: list[Action] = []
     ready = view.start_ready or not job.start_condition_cmd
     if not ready:
@@ -286,14 +288,17 @@ def _decide_waiting(job: Job, view: JobView, facts: Facts) -> list[Action]:
         actions.append(StartReady())
     if not facts.can_submit:
         return actions  # --max-jobs: wait for a free slot
+    if resubmit_after:
+        return actions + [Submit(f"after {resubmit_after}", resubmit=True)]
     return actions + [Submit("start condition met" if job.start_condition_cmd else "ready")]
 
 
 def _decide_in_queue(job: Job, view: JobView, facts: Facts, observation: Observation, done: bool,
                      done_reason: str, changed_at: float | None) -> list[Action]:
     if done:
-        # The work is finished; the submission may still be winding down. Leave it alone.
-        return [EndAttempt(observation.state.value, observation.exit_code, failure=False), MarkDone(done_reason)]
+        # The work is finished; the submission may still be winding down. Leave it alone: the loop keeps
+        # watching it (it counts against --max-jobs) and closes the attempt when it leaves the queue.
+        return [MarkDone(done_reason)]
     actions: list[Action] = []
     target = _state_for(observation.state)
     if target != view.state:
@@ -327,7 +332,7 @@ def _decide_left_queue(job: Job, view: JobView, facts: Facts, observation: Obser
     # A resubmission asks the start condition again, as a first submission does.
     resubmit_view = JobView(name=view.name, state=JobState.WAITING, consecutive_failures=view.consecutive_failures,
                             start_attempts=view.start_attempts, start_ready=False)
-    return actions + _decide_waiting(job, resubmit_view, facts)
+    return actions + _decide_waiting(job, resubmit_view, facts, resubmit_after=ending)
 
 
 def _state_for(state: SchedulerState) -> JobState:

@@ -34,9 +34,9 @@ from orchestrator.monitor.lifecycle import (
     start_probe_due,
     termination_probe_due,
 )
-from orchestrator.monitor.probes import FlagResult, OutputWatcher, run_flag_command
+from orchestrator.monitor.probes import FlagResult, OutputFacts, OutputWatcher, resolve_output_path, run_flag_command
 from orchestrator.scheduler.base import Observation, Scheduler, SchedulerUnavailable, SubmitError
-from orchestrator.state.store import StateStore
+from orchestrator.state.store import StateConflict, StateStore
 
 LOGGER = logging.getLogger("orch.monitor")
 
@@ -143,13 +143,16 @@ class Monitor:
         records = self.store.jobs([job.name for job in self.jobs])
         live = [job for job in self.jobs if not records[job.name].state.is_terminal]
         if not live:
-            return CycleReport(True, 0, 0, True)
+            return CycleReport(True, 0, 0, True)  # lingering submissions are not waited for
 
         known_ids = {a.scheduler_id for a in self.store.attempts() if a.scheduler_id}
         current_ids = [records[j.name].current.scheduler_id for j in live
                        if records[j.name].current and records[j.name].current.scheduler_id]
+        # Submissions of finished (or cancelled) jobs still winding down in the queue: watched until they leave.
+        lingering = {r.current.scheduler_id: r.name for r in records.values()
+                     if r.state.is_terminal and r.current and r.current.scheduler_id}
         try:
-            observations = self.scheduler.query(current_ids, [job.name for job in live])
+            observations = self.scheduler.query([*current_ids, *lingering], [job.name for job in live])
             known = True
             if self._unavailable_cycles:
                 self._log(None, "scheduler-back", "scheduler answers again")
@@ -166,6 +169,13 @@ class Monitor:
                 by_name.setdefault(observation.name, []).append(observation)
 
         active = 0
+        for scheduler_id, name in lingering.items() if known else ():
+            observation = observations.get(scheduler_id)
+            if observation is not None and observation.state.is_active:
+                active += 1
+            else:
+                self.store.end_attempt(name, observation.state.value if observation else "GONE",
+                                       observation.exit_code if observation else None)
         for job in live:
             view = records[job.name].view()
             observation = observations.get(view.scheduler_id) if view.scheduler_id else None
@@ -181,7 +191,8 @@ class Monitor:
             view = record.view()
             observation = observations.get(view.scheduler_id) if view.scheduler_id else None
             left_queue = known and view.scheduler_id is not None and (observation is None or not observation.state.is_active)
-            output = self._watcher.facts(job.output_file, job.termination_str)
+            path = resolve_output_path(job.output_file, view.scheduler_id or record.last_scheduler_id, job.name)
+            output = self._watcher.facts(path, job.termination_str) if path else OutputFacts()
 
             termination = None
             if known and not output.termination_matched and termination_probe_due(
@@ -209,7 +220,7 @@ class Monitor:
             if any(isinstance(action, Submit) for action in actions):
                 active += 1
                 submitted += 1
-            if not self._apply(job, actions):
+            if not self._apply(job, view.state, actions):
                 known = False  # the scheduler stopped answering mid-cycle: decide nothing more this cycle
                 self._unavailable_cycles += 1
 
@@ -225,14 +236,23 @@ class Monitor:
 
     # ------------------------------------------------------------ side effects
 
-    def _apply(self, job: Job, actions: list[Action]) -> bool:
+    def _apply(self, job: Job, state: JobState, actions: list[Action]) -> bool:
         """Carry out one job's actions in order. False when the scheduler became unavailable."""
+        try:
+            return self._apply_all(job, state, actions)
+        except StateConflict as conflict:
+            # `orch cancel` (or another writer) moved the job after this cycle read it: its facts are stale.
+            self._log(job.name, "conflict", f"state changed meanwhile ({conflict}); decision dropped", logging.WARNING)
+            return True
+
+    def _apply_all(self, job: Job, state: JobState, actions: list[Action]) -> bool:
         name = job.name
         for action in actions:
             if isinstance(action, RecordOutput):
                 self.store.update_job(name, output_fingerprint=action.fingerprint, output_changed_at=action.seen_at)
             elif isinstance(action, Transition):
-                old = self.store.set_state(name, action.to, action.reason)
+                old = self.store.set_state(name, action.to, action.reason, expected=state)
+                state = action.to
                 if action.to == JobState.RUNNING:
                     self.store.mark_started(name)
                 if old != action.to:
@@ -241,7 +261,9 @@ class Monitor:
                     level = logging.WARNING if action.to in (JobState.FAILED, JobState.ABANDONED) else logging.INFO
                     self._log(name, kind, f"{old.value} -> {action.to.value}: {action.reason}", level)
             elif isinstance(action, Submit):
-                if not self._submit(job, action.reason):
+                self.store.set_state(name, JobState.QUEUED, f"submitting ({action.reason})", expected=state)
+                state = JobState.QUEUED
+                if not self._submit(job, action):
                     return False
             elif isinstance(action, Cancel):
                 self._log(name, "frozen", action.reason, logging.WARNING)
@@ -272,12 +294,11 @@ class Monitor:
                 self._log(name, action.kind, action.message, logging.WARNING)
         return True
 
-    def _submit(self, job: Job, reason: str) -> bool:
-        name = job.name
+    def _submit(self, job: Job, action: Submit) -> bool:
+        name, reason = job.name, action.reason
         # The intent is durable BEFORE the submit command runs: a monitor killed in between finds the
         # submission again by name instead of submitting twice.
         attempt = self.store.record_intent(name)
-        self.store.set_state(name, JobState.QUEUED, f"submitting ({reason})")
         self.store.update_job(name, start_ready=0)
         try:
             scheduler_id = self.scheduler.submit(job)
@@ -296,7 +317,8 @@ class Monitor:
                 self._log(name, "submit-error", f"submit refused ({failures}/{job.max_failures}): {error}", logging.ERROR)
             return True
         self.store.record_submitted(attempt, scheduler_id)
-        self._log(name, "submitted", f"submitted {scheduler_id} ({reason})")
+        kind = "resubmitted" if action.resubmit else "submitted"
+        self._log(name, kind, f"{kind} {scheduler_id} ({reason})")
         return True
 
     def _log(self, job: str | None, kind: str, message: str, level: int = logging.INFO) -> None:

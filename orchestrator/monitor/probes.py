@@ -36,11 +36,43 @@ def is_frozen(output: OutputFacts, changed_at: float | None, now: float, freeze_
     return now - changed_at >= freeze_secs
 
 
+_LOG_PATTERN = re.compile(r"%(\d*)([jxuA%])")
+
+
+def resolve_output_path(pattern: str, scheduler_id: str | None, name: str) -> str | None:
+    """An `output_file` with sbatch's filename patterns (%j job id, %x name, %u user, %A, %%) made concrete.
+
+    None when the pattern needs a job id and the job has none yet: there is no file to look at.
+    """
+    if "%" not in pattern:
+        return pattern
+    if scheduler_id is None and re.search(r"%\d*[jA]", pattern):
+        return None
+    values = {"j": scheduler_id or "", "A": scheduler_id or "", "x": name, "%": "%",
+              "u": os.environ.get("USER") or str(os.getuid())}
+    return _LOG_PATTERN.sub(lambda m: values[m[2]].zfill(int(m[1] or 0)), pattern)
+
+
+# A match may straddle two reads: each read goes back this far into what was already searched.
+SEARCH_OVERLAP_BYTES = 64 * 1024
+
+
+@dataclass
+class _Scan:
+    fingerprint: str
+    scanned: int  # bytes of the file already searched
+    matched: bool
+
+
 class OutputWatcher:
-    """Stats output files every cycle; re-reads one for `termination_str` only when it changed."""
+    """Stats output files every cycle; searches only what was appended since the last search.
+
+    Training logs grow to gigabytes over weeks: re-reading whole files every poll would cost more
+    than the monitor's every other work. A file that shrank (rewritten) is searched again from 0.
+    """
 
     def __init__(self) -> None:
-        self._matched: dict[str, tuple[str, bool]] = {}  # path -> (fingerprint, matched)
+        self._scans: dict[tuple[str, str], _Scan] = {}
 
     def facts(self, path: str, termination_str: str) -> OutputFacts:
         try:
@@ -48,23 +80,29 @@ class OutputWatcher:
         except OSError:
             return OutputFacts()
         fingerprint = f"{stat.st_size}:{stat.st_mtime_ns}"
-        matched = False
-        if termination_str:
-            cached = self._matched.get(path)
-            if cached is not None and cached[0] == fingerprint:
-                matched = cached[1]
-            else:
-                matched = _file_matches(path, termination_str)
-                self._matched[path] = (fingerprint, matched)
-        return OutputFacts(fingerprint, stat.st_size, matched)
+        if not termination_str:
+            return OutputFacts(fingerprint, stat.st_size)
+        key = (path, termination_str)
+        scan = self._scans.get(key)
+        if scan is None or stat.st_size < scan.scanned:
+            scan = self._scans[key] = _Scan("", 0, False)
+        if scan.fingerprint != fingerprint and not scan.matched:
+            start = max(0, scan.scanned - SEARCH_OVERLAP_BYTES)
+            found, end = _search_from(path, termination_str, start)
+            scan.matched, scan.scanned = found, max(end, scan.scanned)
+        scan.fingerprint = fingerprint
+        return OutputFacts(fingerprint, stat.st_size, scan.matched)
 
 
-def _file_matches(path: str, pattern: str) -> bool:
+def _search_from(path: str, pattern: str, offset: int) -> tuple[bool, int]:
+    """Search the file from `offset` to its end; returns (matched, bytes read up to)."""
     try:
-        with open(path, errors="ignore") as handle:
-            return re.search(pattern, handle.read()) is not None
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
     except OSError:
-        return False
+        return False, offset
+    return re.search(pattern, data.decode(errors="ignore")) is not None, offset + len(data)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,10 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+class StateConflict(Exception):
+    """The job's state changed under the caller (another orch command wrote it)."""
+
+
 def state_dir(workdir: str | Path = ".") -> Path:
     return Path(workdir) / STATE_DIR_NAME
 
@@ -90,6 +94,8 @@ class JobRecord:
     current: AttemptRecord | None
     """The unfinished attempt, if any (intent recorded, not yet seen to end)."""
     attempts: int
+    last_scheduler_id: str | None = None
+    """Id of the newest submission with a known id, finished or not."""
 
     def view(self) -> JobView:
         return JobView(
@@ -150,8 +156,11 @@ class StateStore:
         counts: dict[str, int] = {}
         for row in self._db.execute("SELECT * FROM attempts WHERE ended_at IS NULL ORDER BY id"):
             current[row["job"]] = _attempt(row)
+        last_ids: dict[str, str] = {}
         for row in self._db.execute("SELECT job, COUNT(*) AS n FROM attempts GROUP BY job"):
             counts[row["job"]] = row["n"]
+        for row in self._db.execute("SELECT job, scheduler_id FROM attempts WHERE scheduler_id IS NOT NULL ORDER BY id"):
+            last_ids[row["job"]] = row["scheduler_id"]
         records = {}
         for row in self._db.execute("SELECT * FROM jobs"):
             if wanted is not None and row["name"] not in wanted:
@@ -170,16 +179,23 @@ class StateStore:
                 updated_at=row["updated_at"],
                 current=current.get(row["name"]),
                 attempts=counts.get(row["name"], 0),
+                last_scheduler_id=last_ids.get(row["name"]),
             )
         return records
 
     def job(self, name: str) -> JobRecord:
         return self.jobs([name])[name]
 
-    def set_state(self, name: str, state: JobState, reason: str = "") -> JobState:
-        """Move a job to `state` if the life cycle allows it; returns the state it had."""
+    def set_state(self, name: str, state: JobState, reason: str = "", expected: JobState | None = None) -> JobState:
+        """Move a job to `state` if the life cycle allows it; returns the state it had.
+
+        With `expected`, raise StateConflict instead when another process (`orch cancel`) moved the
+        job since the caller read it: its decision was made on stale facts.
+        """
         with self._transaction():
             old = JobState(self._db.execute("SELECT state FROM jobs WHERE name = ?", (name,)).fetchone()["state"])
+            if expected is not None and old != expected:
+                raise StateConflict(f"{name} is {old.value}, not {expected.value}")
             check_transition(old, state)
             self._db.execute("UPDATE jobs SET state = ?, reason = ?, updated_at = ? WHERE name = ?",
                              (state.value, reason, self._clock(), name))

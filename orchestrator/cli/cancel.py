@@ -1,0 +1,54 @@
+"""`orch cancel CONFIG [filters]`: cancel the selected jobs' submissions and stop the monitor from resubmitting them.
+
+Finds the submissions by the ids in the store and by job name in the queue (so jobs submitted by an
+earlier AutoExperiment or orch run without a store are found too), cancels them with one command,
+and marks the jobs `abandoned`, which a running monitor respects. A later `orch run` starts them again.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from orchestrator.cli.common import add_job_selection_arguments, selected_jobs
+from orchestrator.cli.run import add_scheduler_argument, make_scheduler
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("cancel", help="cancel the selected jobs in the scheduler; the monitor leaves them be")
+    add_job_selection_arguments(parser)
+    add_scheduler_argument(parser)
+    parser.set_defaults(handler=handle_cancel)
+
+
+def handle_cancel(args: argparse.Namespace) -> int:
+    from orchestrator.monitor.lifecycle import JobState
+    from orchestrator.scheduler.base import SchedulerUnavailable
+    from orchestrator.state import StateStore
+
+    jobs = selected_jobs(args)
+    names = [job.name for job in jobs]
+    scheduler = make_scheduler(args.scheduler)
+    store = StateStore.open(".")
+    try:
+        store.ensure_jobs(names)
+        records = store.jobs(names)
+        # Abandon first: a monitor that sees the cancelled submissions leave the queue must not resubmit them.
+        for name, record in records.items():
+            if not record.state.is_terminal:
+                store.set_state(name, JobState.ABANDONED, "cancelled by `orch cancel`")
+                store.log_event(name, "cancelled", "cancelled by `orch cancel`")
+        ids = [r.current.scheduler_id for r in records.values() if r.current and r.current.scheduler_id]
+        try:
+            found = scheduler.query(ids, names)
+            active = sorted({o.scheduler_id for o in found.values() if o.state.is_active and
+                             (o.name in names or o.scheduler_id in ids)})
+            scheduler.cancel(active)
+        except SchedulerUnavailable as error:
+            print(f"orch: the scheduler did not answer ({error}); the jobs are marked abandoned, "
+                  "run `orch cancel` again to cancel their submissions")
+            return 1
+    finally:
+        store.close()
+    print(f"{len(jobs)} jobs marked abandoned; {len(active)} submissions cancelled"
+          + (f": {' '.join(active)}" if active else ""))
+    return 0

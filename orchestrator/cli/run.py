@@ -1,0 +1,166 @@
+"""`orch run CONFIG` (and `orch build-and-run CONFIG`): the monitor, until every job is done, failed or abandoned.
+
+Exit 0 when every job is done, 1 when some failed or were abandoned, 2 on bad input (including a
+second monitor on the same campaign), 128+signal when stopped by SIGINT/SIGTERM (jobs keep running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from orchestrator.cli.common import add_job_selection_arguments, selected_jobs
+from orchestrator.errors import UserError
+from orchestrator.jobs import Job
+
+LOG_FORMAT = "%(asctime)s %(message)s"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser("run", help="submit the campaign's jobs and watch them until all are done")
+    add_job_selection_arguments(run)
+    add_run_arguments(run)
+    run.set_defaults(handler=handle_run)
+
+    build_and_run = subparsers.add_parser("build-and-run", help="`orch build`, then `orch run`")
+    add_job_selection_arguments(build_and_run)
+    add_run_arguments(build_and_run)
+    build_and_run.set_defaults(handler=handle_build_and_run)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {value:g}")
+    return value
+
+
+def add_scheduler_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scheduler", choices=("auto", "slurm", "local"), default="auto",
+                        help="where jobs run (auto: slurm when sbatch is on PATH, else local)")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-jobs", type=_positive_int, metavar="N",
+                        help="never more than N of the campaign's jobs in the queue at once")
+    parser.add_argument("--dry", "--dry-run", dest="dry", action="store_true",
+                        help="evaluate termination and start conditions, print what would be submitted, submit nothing")
+    add_scheduler_argument(parser)
+    parser.add_argument("--max-start-attempts", type=_positive_int, metavar="N",
+                        help="abandon a job whose start condition was not met after N checks")
+    parser.add_argument("--poll-secs", type=_positive_float, metavar="S",
+                        help="seconds between cycles (default: the shortest check_interval_secs, at most 60)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also log every probe result")
+
+
+def make_scheduler(choice: str):
+    """The backend for `--scheduler` (the selection rules live in orchestrator.scheduler.select)."""
+    from orchestrator.scheduler.select import select_scheduler
+
+    return select_scheduler(choice)
+
+
+def handle_build_and_run(args: argparse.Namespace) -> int:
+    if not args.dry:  # a dry run writes nothing
+        from orchestrator.cli.build import build_campaign
+
+        code = build_campaign(args)
+        if code:
+            return code
+    return handle_run(args)
+
+
+def handle_run(args: argparse.Namespace) -> int:
+    jobs = selected_jobs(args)
+    if not jobs:
+        raise UserError(f"{args.config}: no job matches the filters {' '.join(args.filters)}")
+    if args.dry:
+        return dry_run(jobs, make_scheduler(args.scheduler), args.max_jobs)
+    missing = [job.sbatch_script for job in jobs if not Path(job.sbatch_script).exists()]
+    if missing:
+        raise UserError(f"{len(missing)} sbatch script(s) not built, first {missing[0]}: "
+                        f"run `orch build {args.config}` first, or use `orch build-and-run`")
+
+    from orchestrator.monitor.loop import Monitor, MonitorOptions, default_poll_secs
+    from orchestrator.state import StateStore, acquire_monitor_lock, state_dir
+
+    with acquire_monitor_lock("."):
+        scheduler = make_scheduler(args.scheduler)
+        log_handlers = _start_logging(state_dir(".") / "monitor.log", args.verbose)
+        store = StateStore.open(".")
+        options = MonitorOptions(
+            poll_secs=args.poll_secs or default_poll_secs(jobs),
+            max_jobs=args.max_jobs,
+            max_start_attempts=args.max_start_attempts,
+        )
+        monitor = Monitor(jobs, scheduler, store, options)
+        previous = {sig: signal.signal(sig, lambda signum, frame: monitor.stop(signum))
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return monitor.run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            store.close()
+            _stop_logging(log_handlers)
+
+
+def dry_run(jobs: list[Job], scheduler, max_jobs: int | None = None) -> int:
+    """What the first cycle would do, with no submission, no cancel and no store write."""
+    from orchestrator.monitor.probes import OutputWatcher, run_flag_command
+    from orchestrator.scheduler.base import SchedulerUnavailable
+
+    try:
+        in_queue = {o.name: o for o in scheduler.query([], [job.name for job in jobs]).values() if o.state.is_active}
+    except SchedulerUnavailable as error:
+        print(f"scheduler unavailable ({error}): the queue was not checked")
+        in_queue = {}
+    watcher = OutputWatcher()
+    would_submit = 0
+    for job in jobs:
+        if watcher.facts(job.output_file, job.termination_str).termination_matched:
+            verdict = "done (termination_str found in output)"
+        elif job.termination_cmd and run_flag_command(job.termination_cmd).flag:
+            verdict = "done (termination_cmd printed 1)"
+        elif job.name in in_queue:
+            found = in_queue[job.name]
+            verdict = f"in the queue as {found.scheduler_id} ({found.state.value}): would adopt"
+        elif job.start_condition_cmd and not (result := run_flag_command(job.start_condition_cmd)).flag:
+            verdict = f"waiting: start condition not met ({result.detail})"
+        elif max_jobs is not None and len(in_queue) + would_submit >= max_jobs:
+            verdict = f"ready, waits for a free slot (--max-jobs {max_jobs})"
+        else:
+            verdict = f"would submit: {job.cmd}"
+            would_submit += 1
+        print(f"{job.name}: {verdict}")
+    print(f"dry run: {would_submit} of {len(jobs)} jobs would be submitted now; nothing was submitted")
+    return 0
+
+
+def _start_logging(log_file: Path, verbose: bool) -> list[logging.Handler]:
+    logger = logging.getLogger("orch.monitor")
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handlers: list[logging.Handler] = [logging.FileHandler(log_file), logging.StreamHandler(sys.stdout)]
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
+        logger.addHandler(handler)
+    return handlers
+
+
+def _stop_logging(handlers: list[logging.Handler]) -> None:
+    logger = logging.getLogger("orch.monitor")
+    for handler in handlers:
+        logger.removeHandler(handler)
+        handler.close()

@@ -1,0 +1,404 @@
+"""The embedded scheduler: runs rendered sbatch scripts with bash on this machine (no Slurm needed).
+
+Used when `sbatch` is absent and by `make demo`. Each submission gets a unique increasing integer id
+and a small wrapper process (`run_wrapper`, in a new Python) in its own session. The wrapper starts
+the script in a process group of its own, enforces `#SBATCH --time`, handles cancellation and writes
+the outcome to the state folder, so jobs outlive the monitor and a new monitor re-adopts them.
+
+State folder (default `.orch/local/`), each file written once, atomically, by one writer:
+  `<id>.json`      the submission (submit): name, script, log paths, time limit, wrapper pid
+  `<id>.run.json`  the script started (wrapper): its pid = process group id
+  `<id>.end.json`  the final state and exit code (wrapper)
+  `<id>.cancel`    a cancel request (cancel); the wrapper kills the group and ends CANCELLED
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.jobs import Job
+from orchestrator.scheduler.base import Observation, SchedulerState, SchedulerUnavailable, SubmitError
+
+DEFAULT_STATE_DIR = Path(".orch/local")
+KILL_WAIT_SECS = 5.0  # SIGTERM, then SIGKILL after this long (Slurm's KillWait, shortened)
+POLL_SECS = 0.2  # how often a wrapper looks at its time limit and for a cancel request
+# The wrapper runs this module from any folder, whether or not orch is installed.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+_WRAPPER_BOOT = (
+    "import json, sys; sys.path.insert(0, sys.argv[1]); "
+    "from orchestrator.scheduler.local import run_wrapper; run_wrapper(json.loads(sys.argv[2]))"
+)
+
+
+# -- #SBATCH directives -----------------------------------------------------------------------------
+
+_OPTION_NAMES = {
+    "-J": "job-name", "--job-name": "job-name",
+    "-o": "output", "--output": "output",
+    "-e": "error", "--error": "error",
+    "-t": "time", "--time": "time",
+    "-D": "chdir", "--chdir": "chdir",
+    "--open-mode": "open-mode",
+}
+
+
+def parse_sbatch_directives(script_text: str) -> dict[str, str]:
+    """The `#SBATCH` options this backend honours, read like sbatch does: up to the first command."""
+    options: dict[str, str] = {}
+    for line in script_text.splitlines()[1:] if script_text.startswith("#!") else script_text.splitlines():
+        stripped = line.strip()
+        if not stripped or (stripped.startswith("#") and not stripped.startswith("#SBATCH")):
+            continue
+        if not stripped.startswith("#SBATCH"):
+            break  # sbatch stops reading directives at the first command
+        try:
+            words = shlex.split(stripped[len("#SBATCH"):], comments=True)
+        except ValueError:
+            continue
+        index = 0
+        while index < len(words):
+            word = words[index]
+            if word.startswith("--"):
+                key, equals, value = word.partition("=")
+                needs_next = not equals
+            else:  # short option: `-J name` or `-Jname`
+                key, value = word[:2], word[2:]
+                needs_next = not value
+            if needs_next and key in _OPTION_NAMES and index + 1 < len(words):
+                index += 1
+                value = words[index]
+            if key in _OPTION_NAMES:
+                options[_OPTION_NAMES[key]] = value
+            index += 1
+    return options
+
+
+_TIME = re.compile(r"^(?:(?P<days>\d+)-)?(?P<rest>\d+(?::\d+){0,2})$")
+
+
+def parse_time_limit(text: str) -> float | None:
+    """Slurm's --time formats -> seconds; None for no limit.
+
+    `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`; `UNLIMITED`/`INFINITE`/`0` mean no limit.
+    """
+    text = text.strip()
+    if text.upper() in ("", "UNLIMITED", "INFINITE"):
+        return None
+    match = _TIME.match(text)
+    if not match:
+        raise SubmitError(f"#SBATCH --time={text}: not a Slurm time (M, M:S, H:M:S, D-H, D-H:M or D-H:M:S)")
+    parts = [int(p) for p in match["rest"].split(":")]
+    if match["days"] is not None:
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+        total = int(match["days"]) * 86400 + hours * 3600 + minutes * 60 + seconds
+    elif len(parts) == 1:
+        total = parts[0] * 60
+    elif len(parts) == 2:
+        total = parts[0] * 60 + parts[1]
+    else:
+        total = parts[0] * 3600 + parts[1] * 60 + parts[2]
+    return float(total) if total > 0 else None
+
+
+def expand_log_path(pattern: str, job_id: str, name: str) -> str:
+    """sbatch's filename patterns: %j job id, %x job name, %u user, %% a percent sign."""
+    replacements = {"j": job_id, "x": name, "u": os.environ.get("USER", str(os.getuid())), "%": "%", "A": job_id}
+    return re.sub(r"%(\d*)([jxu%A])", lambda m: replacements[m[2]].zfill(int(m[1] or 0)), pattern)
+
+
+# -- processes ------------------------------------------------------------------------------------
+
+
+def _process_start_ticks(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot), to tell it from a later process with its pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    if fields[0] == "Z":  # a zombie has finished
+        return None
+    return int(fields[19])
+
+
+def _alive(pid: int | None, start_ticks: int | None) -> bool:
+    if not pid:
+        return False
+    if Path("/proc").is_dir():
+        ticks = _process_start_ticks(pid)
+        return ticks is not None and (start_ticks is None or ticks == start_ticks)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _group_alive(pgid: int | None) -> bool:
+    if not pgid:
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(data, indent=1))
+    os.replace(temporary, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise SchedulerUnavailable(f"cannot read {path}: {error}") from error
+
+
+# -- the backend ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Paths:
+    state_dir: Path
+    job_id: str
+
+    @property
+    def record(self) -> Path:
+        return self.state_dir / f"{self.job_id}.json"
+
+    @property
+    def run(self) -> Path:
+        return self.state_dir / f"{self.job_id}.run.json"
+
+    @property
+    def end(self) -> Path:
+        return self.state_dir / f"{self.job_id}.end.json"
+
+    @property
+    def cancel(self) -> Path:
+        return self.state_dir / f"{self.job_id}.cancel"
+
+
+class LocalScheduler:
+    name = "local"
+
+    def __init__(self, state_dir: str | Path = DEFAULT_STATE_DIR) -> None:
+        self.state_dir = Path(state_dir).absolute()
+        self._children: list[subprocess.Popen[bytes]] = []  # wrappers we started, reaped in query()
+
+    def _paths(self, job_id: str) -> _Paths:
+        return _Paths(self.state_dir, job_id)
+
+    def _next_id(self) -> str:
+        from filelock import FileLock
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        counter = self.state_dir / "last_id"
+        with FileLock(str(self.state_dir / "last_id.lock")):
+            last = int(counter.read_text() or 0) if counter.exists() else 0
+            _write_json_text(counter, str(last + 1))
+        return str(last + 1)
+
+    def submit(self, job: Job) -> str:
+        script = Path(job.sbatch_script)
+        try:
+            options = parse_sbatch_directives(script.read_text())
+        except OSError as error:
+            raise SubmitError(f"cannot read the script {script}: {error}") from error
+        time_limit = parse_time_limit(options.get("time", ""))
+        job_id = self._next_id()
+        name = options.get("job-name") or job.name
+        cwd = Path(options.get("chdir") or ".").absolute()
+        output = cwd / expand_log_path(options.get("output") or job.output_file, job_id, name)
+        error_log = cwd / expand_log_path(options["error"], job_id, name) if "error" in options else output
+        spec = {
+            "id": job_id,
+            "name": name,
+            "script": str(script.absolute()),
+            "cwd": str(cwd),
+            "output": str(output),
+            "error": str(error_log),
+            "append": options.get("open-mode") == "append",
+            "time_limit_secs": time_limit,
+            "state_dir": str(self.state_dir),
+        }
+        self._reap()
+        try:
+            wrapper = subprocess.Popen(
+                [sys.executable, "-c", _WRAPPER_BOOT, _PACKAGE_ROOT, json.dumps(spec)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # jobs outlive the monitor, like Slurm jobs
+                cwd=str(cwd),
+            )
+        except OSError as error:
+            raise SchedulerUnavailable(f"cannot start the local job wrapper: {error}") from error
+        self._children.append(wrapper)
+        record = dict(spec, wrapper_pid=wrapper.pid, wrapper_start=_process_start_ticks(wrapper.pid),
+                      submitted_at=time.time())
+        _write_json(self._paths(job_id).record, record)
+        return job_id
+
+    def query(self, scheduler_ids: Collection[str], names: Collection[str]) -> Mapping[str, Observation]:
+        self._reap()
+        wanted_names = set(names)
+        found: dict[str, Observation] = {}
+        for job_id in {str(i) for i in scheduler_ids}:
+            found[job_id] = self._observe(job_id)
+        if wanted_names:
+            for record_file in self._record_files():
+                job_id = record_file.name[: -len(".json")]
+                if job_id in found or self._paths(job_id).end.exists():
+                    continue
+                observation = self._observe(job_id)
+                if observation.name in wanted_names and observation.state.is_active:
+                    found[job_id] = observation
+        return found
+
+    def cancel(self, scheduler_ids: Collection[str]) -> None:
+        for job_id in {str(i) for i in scheduler_ids}:
+            paths = self._paths(job_id)
+            record = _read_json(paths.record)
+            if record is None or paths.end.exists():
+                continue
+            paths.cancel.touch()
+            run = _read_json(paths.run)
+            if run is not None:
+                _kill_group(run["pgid"], signal.SIGTERM)
+            if not _alive(record.get("wrapper_pid"), record.get("wrapper_start")):
+                # Nobody is left to record the ending: do it here.
+                if run is not None:
+                    _kill_group(run["pgid"], signal.SIGKILL)
+                if not paths.end.exists():  # the wrapper may have just written its own ending
+                    _write_end(paths.end, SchedulerState.CANCELLED, None, "cancelled")
+
+    # -- reading the state folder ---------------------------------------------------------------------
+
+    def _record_files(self) -> list[Path]:
+        try:
+            return [p for p in self.state_dir.glob("*.json") if p.name[: -len(".json")].isdigit()]
+        except OSError as error:
+            raise SchedulerUnavailable(f"cannot list {self.state_dir}: {error}") from error
+
+    def _observe(self, job_id: str) -> Observation:
+        paths = self._paths(job_id)
+        record = _read_json(paths.record)
+        if record is None:
+            return Observation(job_id, "", SchedulerState.GONE, reason="unknown id")
+        name = record["name"]
+        end = _read_json(paths.end)
+        if end is not None:
+            return Observation(job_id, name, SchedulerState(end["state"]), end.get("exit_code"), end.get("reason", ""))
+        wrapper_alive = _alive(record.get("wrapper_pid"), record.get("wrapper_start"))
+        # The wrapper may have finished between the two reads above.
+        end = _read_json(paths.end)
+        if end is not None:
+            return Observation(job_id, name, SchedulerState(end["state"]), end.get("exit_code"), end.get("reason", ""))
+        run = _read_json(paths.run)
+        if wrapper_alive:
+            return Observation(job_id, name, SchedulerState.RUNNING if run else SchedulerState.PENDING)
+        if run is not None and _group_alive(run["pgid"]):
+            # The wrapper died (killed, machine sleep...) but the script still runs: re-adopt it as
+            # running; its exit code is lost, so its end will read GONE.
+            return Observation(job_id, name, SchedulerState.RUNNING, reason="wrapper lost")
+        return Observation(job_id, name, SchedulerState.GONE, reason="wrapper ended without a final state")
+
+    def _reap(self) -> None:
+        self._children = [child for child in self._children if child.poll() is None]
+
+
+def _write_json_text(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _write_end(path: Path, state: SchedulerState, exit_code: int | None, reason: str) -> None:
+    _write_json(path, {"state": state.value, "exit_code": exit_code, "reason": reason, "ended_at": time.time()})
+
+
+# -- the wrapper process (started by submit through _WRAPPER_BOOT) ----------------------------------------
+
+
+def _open_log(path: str, append: bool) -> Any:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "ab" if append else "wb")
+
+
+def run_wrapper(spec: Mapping[str, Any]) -> None:
+    """Run one job's script to its end and record how it ended."""
+    paths = _Paths(Path(spec["state_dir"]), spec["id"])
+    if paths.cancel.exists():  # cancelled while pending
+        _write_end(paths.end, SchedulerState.CANCELLED, None, "cancelled before it started")
+        return
+    env = dict(os.environ, SLURM_JOB_ID=spec["id"], SLURM_JOBID=spec["id"], SLURM_JOB_NAME=spec["name"],
+               SLURM_SUBMIT_DIR=spec["cwd"], ORCH_SCHEDULER="local")
+    try:
+        with _open_log(spec["output"], spec["append"]) as out:
+            err = out if spec["error"] == spec["output"] else _open_log(spec["error"], spec["append"])
+            try:
+                process = subprocess.Popen(["bash", spec["script"]], cwd=spec["cwd"], env=env, stdin=subprocess.DEVNULL,
+                                           stdout=out, stderr=err, start_new_session=True)
+            finally:
+                if err is not out:
+                    err.close()
+    except OSError as error:
+        _write_end(paths.end, SchedulerState.FAILED, None, f"could not start: {error}")
+        return
+    _write_json(paths.run, {"pid": process.pid, "pgid": process.pid, "started_at": time.time()})
+    deadline = time.monotonic() + spec["time_limit_secs"] if spec["time_limit_secs"] else None
+    ending: tuple[SchedulerState, str] | None = None  # set once we start killing
+    kill_at = 0.0
+    while process.poll() is None:
+        now = time.monotonic()
+        if ending is None:
+            if paths.cancel.exists():
+                ending = (SchedulerState.CANCELLED, "cancelled")
+            elif deadline is not None and now >= deadline:
+                ending = (SchedulerState.TIMEOUT, "TimeLimit")
+            if ending is not None:
+                _kill_group(process.pid, signal.SIGTERM)
+                kill_at = now + KILL_WAIT_SECS
+        elif now >= kill_at:
+            _kill_group(process.pid, signal.SIGKILL)
+        time.sleep(POLL_SECS)
+    # Children the script left behind belong to its job: end them too (Slurm does).
+    _kill_group(process.pid, signal.SIGKILL)
+    code = process.returncode
+    exit_code = 128 - code if code < 0 else code
+    if ending is None and code < 0 and paths.cancel.exists():  # killed by cancel()'s SIGTERM before we looked
+        ending = (SchedulerState.CANCELLED, "cancelled")
+    if ending is not None:
+        _write_end(paths.end, ending[0], exit_code, ending[1])
+    elif exit_code == 0:
+        _write_end(paths.end, SchedulerState.COMPLETED, 0, "")
+    else:
+        _write_end(paths.end, SchedulerState.FAILED, exit_code, "NonZeroExitCode")

@@ -1,0 +1,203 @@
+"""The Slurm backend: sbatch through the job's own `cmd`, squeue (+ sacct or jobcomp) to observe, scancel.
+
+Every command goes through one runner (`run_command`, injectable for tests), so this module is the only
+place orch talks to Slurm. A query costs at most 3 commands whatever the number of jobs: one squeue for
+all of this user's jobs, one `scontrol show config` the first time a job is missing from it (to learn
+whether accounting works, cached), and one sacct for all missing jobs when it does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from orchestrator.jobs import Job
+from orchestrator.scheduler import slurm_parse
+from orchestrator.scheduler.base import Observation, SchedulerState, SchedulerUnavailable, SubmitError
+
+DEFAULT_TIMEOUT_SECS = 60.0  # an unreachable controller makes squeue/sbatch fail after ~9 s here
+JOBCOMP_TAIL_BYTES = 8 * 1024 * 1024  # the newest finished jobs are at the end of the jobcomp file
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return f"{self.stdout}\n{self.stderr}".strip()
+
+
+class CommandRunner(Protocol):
+    def __call__(self, argv: Sequence[str], timeout: float) -> CommandResult:
+        """Run argv; raise SchedulerUnavailable if it cannot be started or exceeds timeout."""
+        ...
+
+
+def run_command(argv: Sequence[str], timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
+    """The subprocess edge. A timeout kills the command's whole process group (a `sh -c` and its sbatch)."""
+    try:
+        process = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+        )
+    except OSError as error:
+        raise SchedulerUnavailable(f"cannot run {argv[0]}: {error}") from error
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.communicate()
+        raise SchedulerUnavailable(f"{' '.join(argv)} timed out after {timeout:g}s") from None
+    return CommandResult(process.returncode, stdout, stderr)
+
+
+@dataclass(frozen=True)
+class ClusterFeatures:
+    """What `scontrol show config` says about where finished jobs can be looked up."""
+
+    accounting: bool
+    jobcomp_file: str | None  # set when JobCompType=jobcomp/filetxt
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, str]) -> ClusterFeatures:
+        storage = config.get("AccountingStorageType", "accounting_storage/none")
+        jobcomp_type = config.get("JobCompType", "jobcomp/none")
+        location = config.get("JobCompLoc", "")
+        return cls(
+            accounting=storage not in ("", "(null)", "accounting_storage/none"),
+            jobcomp_file=location if jobcomp_type == "jobcomp/filetxt" and location.startswith("/") else None,
+        )
+
+
+class SlurmScheduler:
+    name = "slurm"
+
+    def __init__(
+        self,
+        runner: CommandRunner | None = None,
+        timeout_secs: float = DEFAULT_TIMEOUT_SECS,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._runner: CommandRunner = runner or (lambda argv, timeout: run_command(argv, timeout, env))
+        self._timeout = timeout_secs
+        self._features: ClusterFeatures | None = None
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def _run(self, argv: Sequence[str]) -> CommandResult:
+        return self._runner(argv, self._timeout)
+
+    def _run_checked(self, argv: Sequence[str]) -> CommandResult:
+        result = self._run(argv)
+        if result.returncode != 0:
+            raise SchedulerUnavailable(f"{argv[0]} failed (exit {result.returncode}): {result.output[:500]}")
+        return result
+
+    # -- the interface --------------------------------------------------------------------------
+
+    def submit(self, job: Job) -> str:
+        command = submit_command(job)
+        result = self._run(["/bin/sh", "-c", command])
+        job_id = slurm_parse.parse_sbatch(result.stdout) if result.returncode == 0 else None
+        if job_id is not None:
+            return job_id
+        if slurm_parse.is_controller_unreachable(result.output):
+            raise SchedulerUnavailable(f"{command}: {result.output[:500]}")
+        if result.returncode != 0:
+            raise SubmitError(f"{command} failed (exit {result.returncode}): {result.output[:500]}")
+        raise SubmitError(f"{command} printed no job id: {result.output[:500]!r}")
+
+    def query(self, scheduler_ids: Collection[str], names: Collection[str]) -> Mapping[str, Observation]:
+        wanted_ids = {str(i) for i in scheduler_ids}
+        wanted_names = set(names)
+        listed = slurm_parse.parse_squeue(
+            self._run_checked(["squeue", "--me", "-h", "-t", "all", "-O", slurm_parse.SQUEUE_FORMAT]).stdout
+        )
+        found = {
+            job_id: obs
+            for job_id, obs in listed.items()
+            if job_id in wanted_ids or (obs.state.is_active and obs.name in wanted_names)
+        }
+        missing = sorted(wanted_ids - found.keys(), key=_numeric_first)
+        if missing:
+            found.update(self._finished(missing))
+        return found
+
+    def cancel(self, scheduler_ids: Collection[str]) -> None:
+        ids = sorted({str(i) for i in scheduler_ids}, key=_numeric_first)
+        if not ids:
+            return
+        result = self._run(["scancel", *ids])
+        if result.returncode != 0 and not _only_already_gone(result.stderr):
+            raise SchedulerUnavailable(f"scancel failed (exit {result.returncode}): {result.output[:500]}")
+
+    # -- finished jobs ----------------------------------------------------------------------------
+
+    def _cluster_features(self) -> ClusterFeatures:
+        if self._features is None:
+            config = slurm_parse.parse_key_values(self._run_checked(["scontrol", "show", "config"]).stdout)
+            self._features = ClusterFeatures.from_config(config)
+        return self._features
+
+    def _finished(self, job_ids: Sequence[str]) -> dict[str, Observation]:
+        """Final states of jobs that left squeue: sacct, else the jobcomp file, else GONE."""
+        features = self._cluster_features()
+        learned: dict[str, Observation] = {}
+        if features.accounting:
+            result = self._run_checked(
+                ["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", slurm_parse.SACCT_FIELDS]
+            )
+            learned.update(slurm_parse.parse_sacct(result.stdout))
+        unknown = [i for i in job_ids if i not in learned]
+        if unknown and features.jobcomp_file:
+            learned.update(slurm_parse.parse_jobcomp(_read_tail(features.jobcomp_file), unknown))
+        return {
+            job_id: learned.get(job_id) or Observation(scheduler_id=job_id, name="", state=SchedulerState.GONE)
+            for job_id in job_ids
+        }
+
+
+def submit_command(job: Job) -> str:
+    """The job's submit command; AutoExperiment's `{sbatch_script}` placeholder if still unresolved."""
+    return job.cmd.replace("{sbatch_script}", job.sbatch_script)
+
+
+def _read_tail(path: str) -> str:
+    """The end of a (possibly large) file; '' when it cannot be read (e.g. on another host)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - JOBCOMP_TAIL_BYTES))
+            data = handle.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    # Drop a partial first line when the read started mid-file.
+    return text if size <= JOBCOMP_TAIL_BYTES else text.partition("\n")[2]
+
+
+def _only_already_gone(stderr: str) -> bool:
+    """scancel errors that only say a job is already finished or unknown: nothing left to cancel."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    harmless = ("Invalid job id specified", "already completing or completed")
+    return bool(lines) and all(any(text in line for text in harmless) for line in lines)
+
+
+def _numeric_first(job_id: str) -> tuple[int, str]:
+    return (int(job_id), "") if job_id.isdigit() else (1 << 62, job_id)

@@ -1,0 +1,88 @@
+"""Small real campaigns for the monitor's end-to-end tests (local backend and real Slurm).
+
+Each campaign lives in its own directory with a config, a str.format template and a unique name
+prefix, so tests sharing one Slurm cluster never see each other's jobs. With Slurm the submit
+command appends the job name to `submissions.log` before calling sbatch: that file counts real
+sbatch calls, the figure "no duplicate submission" is about.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+TEMPLATE_HEAD = """#!/bin/bash
+#SBATCH --job-name={name}
+#SBATCH --output={output_file}
+#SBATCH --open-mode=append
+#SBATCH --time=00:03:00
+#SBATCH --ntasks=1
+"""
+
+
+SUBMIT_CMD = "echo {name} >> submissions.log && sbatch {sbatch_script}"
+
+
+def write_campaign(root: Path, body: str, grid: str = "idx: [0]", extra: str = "", check_interval: float = 1,
+                   name: str = "{prefix}_{idx}", cmd: str = SUBMIT_CMD, prefix: str | None = None) -> str:
+    """Write `campaign.yaml` + `job.sbatch` under root; returns the job-name prefix (unique unless given)."""
+    prefix = prefix or "m" + uuid.uuid4().hex[:8]
+    (root / "job.sbatch").write_text(TEMPLATE_HEAD + textwrap.dedent(body))
+    config = textwrap.dedent(f"""\
+        template: job.sbatch
+        name: "{name}"
+        sbatch_script: "scripts/{{name}}.sbatch"
+        output_file: "logs/{{name}}.out"
+        cmd: "{cmd}"
+        termination_str: "TRAINING DONE"
+        check_interval_secs: {check_interval}
+        prefix: "{prefix}"
+        """) + textwrap.dedent(grid) + "\n" + textwrap.dedent(extra)
+    (root / "campaign.yaml").write_text(config)
+    (root / "logs").mkdir(exist_ok=True)
+    return prefix
+
+
+def orch_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "orchestrator", *args]
+
+
+def run_orch(root: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(orch_command(*args), cwd=root, capture_output=True, text=True, timeout=timeout)
+
+
+def start_orch(root: Path, *args: str) -> subprocess.Popen[str]:
+    log = open(root / "orch-console.log", "a")
+    return subprocess.Popen(orch_command(*args), cwd=root, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def console(root: Path) -> str:
+    path = root / "orch-console.log"
+    return path.read_text() if path.exists() else ""
+
+
+def submissions(root: Path) -> Counter[str]:
+    path = root / "submissions.log"
+    return Counter(path.read_text().split()) if path.exists() else Counter()
+
+
+def status(root: Path) -> dict[str, dict]:
+    result = run_orch(root, "status", "campaign.yaml", "--json", timeout=60)
+    assert result.returncode == 0, result.stderr
+    return {row["name"]: row for row in json.loads(result.stdout)}
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")

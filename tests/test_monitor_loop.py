@@ -1,0 +1,448 @@
+"""The monitor loop against a fake Scheduler (the Protocol boundary) with a fake clock.
+
+The fake keeps a queue in memory the way Slurm does: `query` answers for the ids asked and for the
+active jobs whose names are asked; `down = True` makes every command raise SchedulerUnavailable.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Collection, Mapping
+from pathlib import Path
+
+import pytest
+
+from orchestrator.jobs import Job
+from orchestrator.monitor.lifecycle import JobState
+from orchestrator.monitor.loop import Monitor, MonitorOptions, default_poll_secs
+from orchestrator.monitor.probes import FlagResult
+from orchestrator.scheduler.base import Observation, SchedulerState as S, SchedulerUnavailable, SubmitError
+from orchestrator.state import StateStore
+
+
+class FakeScheduler:
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, Observation] = {}
+        self._ids = itertools.count(1000)
+        self.down = False
+        self.submits: list[str] = []
+        self.cancels: list[str] = []
+        self.queries = 0
+        self.lose_submit_reply = False  # submit goes through, but the caller never hears the id
+        self.refuse = False
+
+    def submit(self, job: Job) -> str:
+        if self.down:
+            raise SchedulerUnavailable("sbatch: Unable to contact slurm controller")
+        if self.refuse:
+            raise SubmitError("sbatch: error: invalid partition")
+        scheduler_id = str(next(self._ids))
+        self.jobs[scheduler_id] = Observation(scheduler_id, job.name, S.PENDING)
+        self.submits.append(job.name)
+        if self.lose_submit_reply:
+            raise SchedulerUnavailable("sbatch timed out")
+        return scheduler_id
+
+    def query(self, scheduler_ids: Collection[str], names: Collection[str]) -> Mapping[str, Observation]:
+        self.queries += 1
+        if self.down:
+            raise SchedulerUnavailable("squeue: Unable to contact slurm controller")
+        found = {sid: self.jobs.get(sid, Observation(sid, "?", S.GONE)) for sid in scheduler_ids}
+        found.update({sid: o for sid, o in self.jobs.items() if o.name in names and o.state.is_active})
+        return found
+
+    def cancel(self, scheduler_ids: Collection[str]) -> None:
+        if self.down:
+            raise SchedulerUnavailable("scancel failed")
+        for sid in scheduler_ids:
+            self.cancels.append(sid)
+            self.set(sid, S.CANCELLED, 0)
+
+    # test controls
+    def set(self, scheduler_id: str, state: S, exit_code: int | None = None) -> None:
+        old = self.jobs[scheduler_id]
+        self.jobs[scheduler_id] = Observation(scheduler_id, old.name, state, exit_code)
+
+    def active(self, name: str | None = None) -> list[Observation]:
+        return [o for o in self.jobs.values() if o.state.is_active and (name is None or o.name == name)]
+
+    def set_all(self, name: str, state: S, exit_code: int | None = None) -> None:
+        for o in self.active(name):
+            self.set(o.scheduler_id, state, exit_code)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_jobs(tmp_path: Path, count: int, **overrides) -> list[Job]:
+    jobs = []
+    for index in range(count):
+        name = f"job{index}"
+        fields = dict(name=name, template="t", sbatch_script=f"{name}.sbatch", output_file=str(tmp_path / f"{name}.out"),
+                      cmd=f"sbatch {name}.sbatch", check_interval_secs=10.0, termination_str="TRAINING DONE")
+        fields.update(overrides)
+        jobs.append(Job(**fields))
+    return jobs
+
+
+def make_monitor(tmp_path, jobs, scheduler, clock, probe=None, **options) -> Monitor:
+    store = StateStore.open(tmp_path, clock=clock)
+    monitor = Monitor(jobs, scheduler, store, MonitorOptions(poll_secs=1.0, **options), clock=clock,
+                      probe=probe or (lambda command: FlagResult(False, "fake")))
+    monitor.start()
+    return monitor
+
+
+def states(monitor: Monitor) -> dict[str, str]:
+    return {name: record.state.value for name, record in monitor.store.jobs().items()}
+
+
+def finish(job: Job) -> None:
+    Path(job.output_file).write_text("step 100\nTRAINING DONE\n")
+
+
+def test_small_campaign_end_to_end_one_query_per_cycle(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    jobs = make_jobs(tmp_path, 3)
+    monitor = make_monitor(tmp_path, jobs, scheduler, clock)
+    report = monitor.cycle()
+    assert report.submitted == 3 and scheduler.queries == 1
+    assert set(states(monitor).values()) == {"queued"}
+    for o in scheduler.active():
+        scheduler.set(o.scheduler_id, S.RUNNING)
+    clock.now += 1
+    monitor.cycle()
+    assert set(states(monitor).values()) == {"running"} and scheduler.queries == 2
+    for job in jobs:
+        finish(job)
+    for o in scheduler.active():
+        scheduler.set(o.scheduler_id, S.COMPLETED, 0)
+    clock.now += 1
+    assert monitor.cycle().finished
+    assert scheduler.queries == 3
+    assert set(states(monitor).values()) == {"done"}
+    assert monitor.summary() == 0
+    assert scheduler.submits == ["job0", "job1", "job2"]
+
+
+def test_already_done_jobs_are_never_submitted(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    jobs = make_jobs(tmp_path, 2)
+    finish(jobs[0])
+    monitor = make_monitor(tmp_path, jobs, scheduler, clock)
+    monitor.cycle()
+    assert scheduler.submits == ["job1"]
+    assert states(monitor)["job0"] == "done"
+
+
+def test_scheduler_failure_resubmits_nothing_and_backs_off(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    jobs = make_jobs(tmp_path, 2)
+    monitor = make_monitor(tmp_path, jobs, scheduler, clock)
+    monitor.cycle()
+    for o in scheduler.active():
+        scheduler.set(o.scheduler_id, S.RUNNING)
+    monitor.cycle()
+    scheduler.down = True
+    delays = []
+    for _ in range(5):
+        clock.now += 100  # long enough to look frozen, too
+        report = monitor.cycle()
+        assert not report.scheduler_known
+        delays.append(monitor._sleep_secs(report))
+    assert scheduler.submits == ["job0", "job1"] and scheduler.cancels == []
+    assert set(states(monitor).values()) == {"running"}
+    assert delays == [2.0, 4.0, 8.0, 8.0, 8.0]  # doubling, capped at 8 x poll
+    assert monitor.store.events(kind="scheduler-unavailable")
+    scheduler.down = False
+    for job in jobs:
+        Path(job.output_file).write_text("step 2\n")
+    clock.now += 1
+    assert monitor.cycle().scheduler_known
+    assert scheduler.submits == ["job0", "job1"]
+    assert monitor._unavailable_cycles == 0
+
+
+def test_crash_loop_stops_at_max_failures_and_others_go_on(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    crasher, healthy = make_jobs(tmp_path, 2, max_failures=3)
+    monitor = make_monitor(tmp_path, [crasher, healthy], scheduler, clock)
+    for _ in range(10):
+        monitor.cycle()
+        scheduler.set_all("job0", S.FAILED, 1)
+        clock.now += 1
+    assert scheduler.submits.count("job0") == 3
+    assert states(monitor)["job0"] == "failed"
+    assert monitor.store.job("job0").consecutive_failures == 3
+    assert "3 failed attempts in a row" in monitor.store.job("job0").reason
+    assert scheduler.submits.count("job1") == 1 and states(monitor)["job1"] == "queued"
+    finish(healthy)
+    scheduler.set_all("job1", S.COMPLETED, 0)
+    assert monitor.cycle().finished
+    assert monitor.summary() == 1
+
+
+def test_a_success_in_between_resets_the_failure_count(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    jobs = make_jobs(tmp_path, 1, max_failures=2)
+    monitor = make_monitor(tmp_path, jobs, scheduler, clock)
+    for ending in (S.FAILED, S.TIMEOUT, S.FAILED, S.TIMEOUT, S.FAILED):
+        monitor.cycle()
+        scheduler.set_all("job0", ending, 1)
+        clock.now += 1
+    monitor.cycle()
+    assert states(monitor)["job0"] == "queued"
+    assert len(scheduler.submits) == 6
+
+
+def test_max_jobs_is_never_exceeded(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    jobs = make_jobs(tmp_path, 7)
+    monitor = make_monitor(tmp_path, jobs, scheduler, clock, max_jobs=2)
+    peak = 0
+    for round_ in range(40):
+        report = monitor.cycle()
+        peak = max(peak, len(scheduler.active()))
+        if report.finished:
+            break
+        # Each cycle: pending jobs start; running ones finish.
+        for o in scheduler.active():
+            if o.state == S.RUNNING:
+                finish(next(j for j in jobs if j.name == o.name))
+                scheduler.set(o.scheduler_id, S.COMPLETED, 0)
+            else:
+                scheduler.set(o.scheduler_id, S.RUNNING)
+        clock.now += 1
+    assert report.finished and monitor.summary() == 0
+    assert peak == 2
+    assert sorted(scheduler.submits) == sorted(job.name for job in jobs)
+
+
+def test_frozen_job_is_cancelled_and_resubmitted(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    (job,) = make_jobs(tmp_path, 1, freeze_secs=30.0)
+    monitor = make_monitor(tmp_path, [job], scheduler, clock)
+    monitor.cycle()
+    scheduler.set_all("job0", S.RUNNING)
+    Path(job.output_file).write_text("step 1\n")
+    monitor.cycle()
+    for _ in range(5):  # output moves: not frozen
+        clock.now += 10
+        Path(job.output_file).write_text(Path(job.output_file).read_text() + "step\n")
+        monitor.cycle()
+    assert scheduler.cancels == []
+    clock.now += 29
+    monitor.cycle()
+    assert scheduler.cancels == []
+    clock.now += 1
+    monitor.cycle()
+    assert scheduler.cancels == ["1000"]
+    assert monitor.store.events(job="job0", kind="frozen")
+    clock.now += 1
+    monitor.cycle()  # the cancelled submission left the queue: resubmitted, not counted as a failure
+    assert scheduler.submits == ["job0", "job0"]
+    (resubmitted,) = monitor.store.events(job="job0", kind="resubmitted")
+    assert "after 1000 ended CANCELLED" in resubmitted[3]
+    assert monitor.store.job("job0").consecutive_failures == 0
+    assert [a.final_state for a in monitor.store.attempts("job0")] == ["CANCELLED", None]
+
+
+def test_restart_after_kill_between_submit_and_id_adopts_instead_of_resubmitting(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    jobs = make_jobs(tmp_path, 2)
+    store = StateStore.open(tmp_path, clock=clock)
+    store.ensure_jobs([j.name for j in jobs])
+    # The first monitor recorded its intent and ran the submit command, then died before writing the id.
+    store.record_intent("job0")
+    store.set_state("job0", JobState.QUEUED)
+    scheduler.submit(jobs[0])
+    store.record_intent("job1")  # ... and for job1 it died before the submit command ran
+    store.set_state("job1", JobState.QUEUED)
+    monitor = make_monitor(tmp_path, jobs, scheduler, clock)
+    monitor.cycle()
+    assert scheduler.submits == ["job0", "job1"]  # job0 once (adopted), job1 once (intent lost, submitted)
+    assert monitor.store.events(job="job0", kind="adopted")
+    assert monitor.store.events(job="job1", kind="intent-lost")
+    assert [a.scheduler_id for a in monitor.store.attempts("job0")] == ["1000"]
+    monitor.cycle()
+    assert len(scheduler.submits) == 2
+
+
+def test_lost_submit_reply_is_found_by_name_next_cycle(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    jobs = make_jobs(tmp_path, 2)
+    monitor = make_monitor(tmp_path, jobs, scheduler, clock)
+    scheduler.lose_submit_reply = True
+    report = monitor.cycle()
+    assert not report.scheduler_known and scheduler.submits == ["job0"]  # stops submitting at the first unknown
+    scheduler.lose_submit_reply = False
+    monitor.cycle()
+    monitor.cycle()
+    assert scheduler.submits == ["job0", "job1"]
+    assert [a.scheduler_id for a in monitor.store.attempts("job0")] == ["1000"]
+
+
+def test_jobs_submitted_by_an_earlier_run_without_state_are_adopted(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    jobs = make_jobs(tmp_path, 2)
+    scheduler.submit(jobs[0])  # e.g. by AutoExperiment
+    scheduler.set_all("job0", S.RUNNING)
+    monitor = make_monitor(tmp_path, jobs, scheduler, clock)
+    monitor.cycle()
+    assert scheduler.submits == ["job0", "job1"]
+    assert states(monitor) == {"job0": "running", "job1": "queued"}
+
+
+def test_start_condition_and_max_start_attempts(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    gated, never = make_jobs(tmp_path, 2, start_condition_cmd="placeholder")
+    gated = Job(**{**gated.__dict__, "start_condition_cmd": "test -e ready"})
+    never = Job(**{**never.__dict__, "start_condition_cmd": "false"})
+    ready = {"flag": False}
+    calls: list[str] = []
+
+    def probe(command: str) -> FlagResult:
+        calls.append(command)
+        return FlagResult(command == "test -e ready" and ready["flag"], "fake")
+
+    monitor = make_monitor(tmp_path, [gated, never], scheduler, clock, probe=probe, max_start_attempts=3)
+    monitor.cycle()
+    monitor.cycle()  # same instant: probes not due again
+    assert len(calls) == 2 and scheduler.submits == []
+    clock.now += 10
+    ready["flag"] = True
+    monitor.cycle()
+    assert scheduler.submits == ["job0"]
+    clock.now += 10
+    monitor.cycle()
+    assert states(monitor)["job1"] == "abandoned"
+    assert monitor.store.job("job1").start_attempts == 3
+    assert calls.count("false") == 3
+
+
+def test_termination_cmd_runs_at_most_once_per_check_interval(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    (job,) = make_jobs(tmp_path, 1, termination_str="", termination_cmd="check-done")
+    calls: list[str] = []
+    monitor = make_monitor(tmp_path, [job], scheduler, clock, probe=lambda c: calls.append(c) or FlagResult(False))
+    for _ in range(5):
+        monitor.cycle()
+        clock.now += 3
+    assert len(calls) == 2  # t=0 and t=12 (interval 10)
+    scheduler.set_all("job0", S.TIMEOUT)
+    monitor.cycle()  # left the queue: checked at once before resubmitting
+    assert len(calls) == 3 and scheduler.submits == ["job0", "job0"]
+
+
+def test_submit_refused_counts_towards_failure(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    jobs = make_jobs(tmp_path, 1, max_failures=2)
+    monitor = make_monitor(tmp_path, jobs, scheduler, clock)
+    scheduler.refuse = True
+    monitor.cycle()
+    assert states(monitor)["job0"] == "waiting"
+    monitor.cycle()
+    assert states(monitor)["job0"] == "failed"
+    assert [a.final_state for a in monitor.store.attempts("job0")] == ["SUBMIT_ERROR", "SUBMIT_ERROR"]
+
+
+def test_new_run_re_evaluates_terminal_jobs(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    jobs = make_jobs(tmp_path, 1, max_failures=1)
+    monitor = make_monitor(tmp_path, jobs, scheduler, clock)
+    monitor.cycle()
+    scheduler.set_all("job0", S.FAILED, 1)
+    monitor.cycle()
+    assert states(monitor)["job0"] == "failed"
+    again = make_monitor(tmp_path, jobs, scheduler, clock)
+    again.cycle()
+    assert states(again)["job0"] == "queued" and len(scheduler.submits) == 2
+
+
+def test_run_stops_on_request_and_leaves_jobs_running(tmp_path):
+    scheduler = FakeScheduler()
+    jobs = make_jobs(tmp_path, 1)
+    store = StateStore.open(tmp_path)
+    monitor = Monitor(jobs, scheduler, store, MonitorOptions(poll_secs=0.01), probe=lambda c: FlagResult(False))
+    original_cycle = monitor.cycle
+
+    def cycle_then_stop():
+        report = original_cycle()
+        if len(scheduler.submits) == 1:
+            monitor.stop(15)
+        return report
+
+    monitor.cycle = cycle_then_stop
+    assert monitor.run() == 128 + 15
+    assert scheduler.cancels == [] and len(scheduler.active()) == 1
+
+
+def test_run_returns_zero_when_all_done(tmp_path):
+    scheduler = FakeScheduler()
+    jobs = make_jobs(tmp_path, 2)
+    finish(jobs[0])
+    finish(jobs[1])
+    monitor = Monitor(jobs, scheduler, StateStore.open(tmp_path), MonitorOptions(poll_secs=0.01))
+    assert monitor.run() == 0 and scheduler.submits == []
+
+
+@pytest.mark.parametrize("intervals, expected", [((900.0,), 60.0), ((2.0, 30.0), 2.0), ((0.1,), 1.0)])
+def test_default_poll_secs(tmp_path, intervals, expected):
+    jobs = [make_jobs(tmp_path, 1, check_interval_secs=i)[0] for i in intervals]
+    assert default_poll_secs(jobs) == expected
+
+
+def test_done_job_still_winding_down_keeps_its_slot(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    jobs = make_jobs(tmp_path, 2)
+    monitor = make_monitor(tmp_path, jobs, scheduler, clock, max_jobs=1)
+    monitor.cycle()
+    scheduler.set_all("job0", S.RUNNING)
+    finish(jobs[0])  # termination printed, process still saving its checkpoint
+    monitor.cycle()
+    assert states(monitor)["job0"] == "done"
+    monitor.cycle()
+    assert scheduler.submits == ["job0"]  # job0 still holds the only slot
+    scheduler.set_all("job0", S.COMPLETED, 0)
+    monitor.cycle()
+    assert scheduler.submits == ["job0", "job1"]
+    assert [a.final_state for a in monitor.store.attempts("job0")] == ["COMPLETED"]
+
+
+def test_cancel_by_another_command_is_respected(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    jobs = make_jobs(tmp_path, 1)
+    monitor = make_monitor(tmp_path, jobs, scheduler, clock)
+    monitor.cycle()
+    # `orch cancel` between this monitor's read of the store and its query: marks abandoned, then scancels.
+    original_query = scheduler.query
+
+    def query_after_cancel(ids, names):
+        other = StateStore.open(tmp_path)
+        other.set_state("job0", JobState.ABANDONED, "cancelled by `orch cancel`")
+        scheduler.set_all("job0", S.CANCELLED, 0)
+        return original_query(ids, names)
+
+    scheduler.query = query_after_cancel
+    monitor.cycle()
+    assert scheduler.submits == ["job0"]
+    assert states(monitor)["job0"] == "abandoned"
+    assert monitor.store.events(job="job0", kind="conflict")
+
+
+def test_output_file_with_job_id_pattern_follows_the_current_attempt(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    (job,) = make_jobs(tmp_path, 1, output_file=str(tmp_path / "%x-%j.out"))
+    monitor = make_monitor(tmp_path, [job], scheduler, clock)
+    monitor.cycle()
+    scheduler.set_all("job0", S.TIMEOUT)
+    (tmp_path / "job0-1000.out").write_text("TRAINING DONE\n")  # the first attempt's log, read after it left
+    monitor.cycle()
+    assert states(monitor)["job0"] == "done" and scheduler.submits == ["job0"]

@@ -1,0 +1,206 @@
+"""The local backend: real bash processes, real signals, state in a folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from orchestrator.jobs import Job
+from orchestrator.scheduler.base import Observation, SchedulerState as S, SubmitError
+from orchestrator.scheduler.local import (
+    LocalScheduler,
+    expand_log_path,
+    parse_sbatch_directives,
+    parse_time_limit,
+)
+from orchestrator.scheduler.select import resolve_choice, select_scheduler
+
+
+def make_job(tmp_path: Path, name: str, body: str, *sbatch: str, job_name: str | None = None) -> Job:
+    script = tmp_path / f"{name}.sbatch"
+    lines = ["#!/bin/bash", *(f"#SBATCH {s}" for s in sbatch), body]
+    if job_name is not None:
+        lines.insert(1, f"#SBATCH --job-name={job_name}")
+    script.write_text("\n".join(lines) + "\n")
+    return Job(name=name, template="", sbatch_script=str(script), output_file=str(tmp_path / f"{name}.log"),
+               cmd="sbatch {sbatch_script}")
+
+
+def wait_for(scheduler: LocalScheduler, job_id: str, done: Callable[[Observation], bool], timeout: float = 60) -> Observation:
+    deadline = time.monotonic() + timeout
+    while True:
+        observation = scheduler.query([job_id], [])[job_id]
+        if done(observation) or time.monotonic() > deadline:
+            return observation
+        time.sleep(0.1)
+
+
+def ended(observation: Observation) -> bool:
+    return not observation.state.is_active
+
+
+@pytest.fixture
+def scheduler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalScheduler:
+    monkeypatch.chdir(tmp_path)
+    return LocalScheduler(tmp_path / "state")
+
+
+def test_completed_job_with_env_and_output_pattern(scheduler: LocalScheduler, tmp_path: Path) -> None:
+    job = make_job(tmp_path, "ok", 'echo "id=$SLURM_JOB_ID name=$SLURM_JOB_NAME pwd=$PWD"; echo oops >&2',
+                   "--output=logs/%x-%j.out", job_name="\"hello world\"")
+    job_id = scheduler.submit(job)
+    assert scheduler.query([job_id], [])[job_id].name == "hello world"
+    final = wait_for(scheduler, job_id, ended)
+    assert (final.state, final.exit_code) == (S.COMPLETED, 0)
+    log = tmp_path / "logs" / f"hello world-{job_id}.out"
+    assert log.read_text() == f"id={job_id} name=hello world pwd={tmp_path}\noops\n"
+    assert not Path(job.output_file).exists()  # the #SBATCH --output path wins
+
+
+def test_failed_job_and_output_file_fallback(scheduler: LocalScheduler, tmp_path: Path) -> None:
+    job = make_job(tmp_path, "fail", "echo before; exit 3")
+    job_id = scheduler.submit(job)
+    final = wait_for(scheduler, job_id, ended)
+    assert (final.state, final.exit_code) == (S.FAILED, 3)
+    assert Path(job.output_file).read_text() == "before\n"  # no --output: the job's output_file
+    assert final.name == "fail"  # no --job-name: the job's name
+
+
+def test_ids_are_unique_increasing_and_persisted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    job = make_job(tmp_path, "quick", "true")
+    first = [LocalScheduler(tmp_path / "state").submit(job) for _ in range(3)]
+    later = LocalScheduler(tmp_path / "state").submit(job)
+    assert [int(i) for i in first + [later]] == sorted({int(i) for i in first + [later]})
+    assert int(later) > int(first[-1])
+
+
+def test_timeout_kills_the_whole_process_group(scheduler: LocalScheduler, tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    # The script leaves a background child: it must die with the job.
+    job = make_job(tmp_path, "slow", f"sleep 300 & echo $! > {pid_file}; wait", "--time=0:02")
+    started = time.monotonic()
+    job_id = scheduler.submit(job)
+    final = wait_for(scheduler, job_id, ended, timeout=60)
+    elapsed = time.monotonic() - started
+    assert (final.state, final.reason) == (S.TIMEOUT, "TimeLimit")
+    assert 1.5 <= elapsed < 30
+    child = int(pid_file.read_text())
+    assert _gone_soon(child)
+
+
+def test_cancel_running_and_pending(scheduler: LocalScheduler, tmp_path: Path) -> None:
+    job = make_job(tmp_path, "sleeper", "sleep 300")
+    job_id = scheduler.submit(job)
+    assert wait_for(scheduler, job_id, lambda o: o.state is S.RUNNING).state is S.RUNNING
+    scheduler.cancel([job_id])
+    final = wait_for(scheduler, job_id, ended, timeout=30)
+    assert final.state is S.CANCELLED
+    # Cancelling an ended or unknown job is harmless.
+    scheduler.cancel([job_id, "999"])
+    assert scheduler.query([job_id], [])[job_id].state is S.CANCELLED
+
+
+def test_cancel_right_after_submit(scheduler: LocalScheduler, tmp_path: Path) -> None:
+    marker = tmp_path / "ran-to-the-end"
+    job_id = scheduler.submit(make_job(tmp_path, "early", f"sleep 5; touch {marker}"))
+    scheduler.cancel([job_id])  # usually before the wrapper started the script
+    assert wait_for(scheduler, job_id, ended, timeout=30).state is S.CANCELLED
+    time.sleep(6)
+    assert not marker.exists()
+
+
+def test_restart_readopts_running_job_by_id_and_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    release = tmp_path / "release"
+    job = make_job(tmp_path, "long", f"while [ ! -e {release} ]; do sleep 0.1; done; exit 7", job_name="long-run")
+    job_id = LocalScheduler(tmp_path / "state").submit(job)
+    # A new backend instance (a restarted monitor) that knows only the name.
+    again = LocalScheduler(tmp_path / "state")
+    assert wait_for(again, job_id, lambda o: o.state is S.RUNNING).state is S.RUNNING
+    assert list(again.query([], ["long-run"])) == [job_id]
+    release.touch()
+    final = wait_for(again, job_id, ended)
+    assert (final.state, final.exit_code) == (S.FAILED, 7)
+    assert again.query([], ["long-run"]) == {}  # ended jobs are not returned by name
+
+
+def test_lost_wrapper_running_job_stays_running_then_gone(scheduler: LocalScheduler, tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    job = make_job(tmp_path, "orphan", f"while [ ! -e {release} ]; do sleep 0.1; done")
+    job_id = scheduler.submit(job)
+    wait_for(scheduler, job_id, lambda o: o.state is S.RUNNING)
+    record = json.loads((scheduler.state_dir / f"{job_id}.json").read_text())
+    os.kill(record["wrapper_pid"], signal.SIGKILL)
+    assert _gone_soon(record["wrapper_pid"], reap=scheduler)
+    observed = scheduler.query([job_id], [])[job_id]
+    assert (observed.state, observed.reason) == (S.RUNNING, "wrapper lost")
+    release.touch()
+    assert wait_for(scheduler, job_id, ended).state is S.GONE
+
+
+def test_unknown_id_is_gone(scheduler: LocalScheduler) -> None:
+    assert scheduler.query(["12345"], [])["12345"].state is S.GONE
+
+
+def test_bad_time_limit_is_a_submit_error(scheduler: LocalScheduler, tmp_path: Path) -> None:
+    with pytest.raises(SubmitError, match="--time=soon"):
+        scheduler.submit(make_job(tmp_path, "bad", "true", "--time=soon"))
+
+
+@pytest.mark.parametrize(
+    ("text", "secs"),
+    [("5", 300), ("0:02", 2), ("1:30", 90), ("2:00:01", 7201), ("1-0", 86400), ("1-2:03", 93780),
+     ("1-2:03:04", 93784), ("UNLIMITED", None), ("infinite", None), ("0", None)],
+)
+def test_time_limits(text: str, secs: float | None) -> None:
+    assert parse_time_limit(text) == secs
+
+
+def test_directives_are_read_like_sbatch() -> None:
+    text = "\n".join([
+        "#!/bin/bash",
+        "#SBATCH -J short --time 1:00",
+        '#SBATCH --output="logs/a b-%j.out"  # a comment',
+        "#SBATCH --exclusive",
+        "# a plain comment",
+        "#SBATCH -ologs/%x.log",
+        "echo start",
+        "#SBATCH --job-name=ignored-after-a-command",
+    ])
+    assert parse_sbatch_directives(text) == {"job-name": "short", "time": "1:00", "output": "logs/%x.log"}
+    assert expand_log_path("x/%x-%j-%%-%5j", "42", "run") == "x/run-42-%-00042"
+
+
+def test_select_backend() -> None:
+    assert resolve_choice("auto", which=lambda _: "/usr/bin/sbatch") == "slurm"
+    assert resolve_choice("auto", which=lambda _: None) == "local"
+    assert resolve_choice("local", which=lambda _: "/usr/bin/sbatch") == "local"
+    with pytest.raises(ValueError):
+        resolve_choice("pbs")
+    assert select_scheduler("local", state_dir="/tmp/x").name == "local"
+    assert select_scheduler("slurm").name == "slurm"
+
+
+def _gone_soon(pid: int, reap: LocalScheduler | None = None, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if reap is not None:
+            reap._reap()  # our own child turns into a zombie until reaped
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
