@@ -19,8 +19,8 @@ $(VENV)/.installed: pyproject.toml
 # The quickstart campaign on the local scheduler: 24 real jobs (tinylm pretrain, cooldown branches,
 # convert+eval of every checkpoint), then the collected results. Re-running resumes: done jobs stay done.
 demo: install
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(ORCH) build-and-run configs/quickstart.yaml --scheduler local --max-jobs 4 --poll-secs 2
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(ORCH) results configs/quickstart.yaml --params EXP,PHASE_TAG --plot runs/quickstart/val_loss.png
+	$(ORCH) build-and-run configs/quickstart.yaml --scheduler local --max-jobs 4 --poll-secs 2
+	$(ORCH) results configs/quickstart.yaml --params EXP,PHASE_TAG --plot runs/quickstart/val_loss.png
 
 slurm-up:
 	bash scripts/slurm-test-cluster.sh start

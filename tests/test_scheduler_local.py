@@ -204,3 +204,29 @@ def _gone_soon(pid: int, reap: LocalScheduler | None = None, timeout: float = 15
             return True
         time.sleep(0.1)
     return False
+
+
+def test_job_recorded_before_its_wrapper_starts_is_found_by_name(
+    scheduler: LocalScheduler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A submitter killed between writing the record and starting the wrapper (or noting its pid)."""
+    import orchestrator.scheduler.local as local
+
+    def killed_here(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # stands for SIGKILL at this line: nothing after it runs
+
+    job = make_job(tmp_path, "early", "sleep 1", job_name="early")
+    monkeypatch.setattr(local.subprocess, "Popen", killed_here)
+    with pytest.raises(KeyboardInterrupt):
+        scheduler.submit(job)
+    monkeypatch.undo()
+    restarted = LocalScheduler(tmp_path / "state")
+    found = restarted.query([], ["early"])
+    assert [o.state for o in found.values()] == [S.PENDING]  # adopted, so not submitted again
+    job_id = next(iter(found))
+    record_path = tmp_path / "state" / f"{job_id}.json"
+    record = json.loads(record_path.read_text())
+    record["submitted_at"] -= local._START_GRACE_SECS + 1  # it never started: after the grace period, gone
+    record_path.write_text(json.dumps(record))
+    assert restarted.query([job_id], [])[job_id].state == S.GONE
+    assert restarted.query([], ["early"]) == {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -80,7 +81,17 @@ def handle_build_and_run(args: argparse.Namespace) -> int:
     return handle_run(args)
 
 
+def _put_own_bin_dir_on_path() -> None:
+    """Start conditions and job scripts call `orch` and `python`: make them this installation's, as
+    an activated virtualenv would, even when the monitor was started as `.venv/bin/orch run ...`."""
+    bin_dir = os.path.dirname(sys.executable)
+    path = os.environ.get("PATH", "")
+    if bin_dir not in path.split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + path if path else bin_dir
+
+
 def handle_run(args: argparse.Namespace) -> int:
+    _put_own_bin_dir_on_path()
     jobs = selected_jobs(args)
     if not jobs:
         raise UserError(f"{args.config}: no job matches the filters {' '.join(args.filters)}")

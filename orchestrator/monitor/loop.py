@@ -8,6 +8,8 @@ a restarted monitor picks up exactly where the last one stopped.
 
 from __future__ import annotations
 
+import os
+
 import logging
 import threading
 import time
@@ -300,6 +302,7 @@ class Monitor:
         # submission again by name instead of submitting twice.
         attempt = self.store.record_intent(name)
         self.store.update_job(name, start_ready=0)
+        _make_output_dir(job)
         try:
             scheduler_id = self.scheduler.submit(job)
         except SchedulerUnavailable as error:
@@ -325,3 +328,13 @@ class Monitor:
         LOGGER.log(level, "%s%s", f"{job}: " if job else "", message)
         if level > logging.DEBUG and kind not in ("backoff",):
             self.store.log_event(job, kind, message)
+
+
+def _make_output_dir(job: Job) -> None:
+    """Slurm does not create the directory of `--output`: a job whose log folder is missing dies at launch."""
+    parent = os.path.dirname(job.output_file)
+    if parent and "%" not in parent:
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError:
+            pass  # the submission reports the problem with the scheduler's own words

@@ -35,6 +35,8 @@ KILL_WAIT_SECS = 5.0  # SIGTERM, then SIGKILL after this long (Slurm's KillWait,
 POLL_SECS = 0.2  # how often a wrapper looks at its time limit and for a cancel request
 # The wrapper runs this module from any folder, whether or not orch is installed.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+_START_GRACE_SECS = 30.0  # a wrapper writes its run file well within this after being started
+
 _WRAPPER_BOOT = (
     "import json, sys; sys.path.insert(0, sys.argv[1]); "
     "from orchestrator.scheduler.local import run_wrapper; run_wrapper(json.loads(sys.argv[2]))"
@@ -250,6 +252,10 @@ class LocalScheduler:
             "state_dir": str(self.state_dir),
         }
         self._reap()
+        # Record the job before starting it: a monitor killed right after the start must find it by
+        # name when it comes back (a record without a wrapper pid reads PENDING, then GONE if it never ran).
+        spec_record = dict(spec, submitted_at=time.time())
+        _write_json(self._paths(job_id).record, spec_record)
         try:
             wrapper = subprocess.Popen(
                 [sys.executable, "-c", _WRAPPER_BOOT, _PACKAGE_ROOT, json.dumps(spec)],
@@ -260,10 +266,10 @@ class LocalScheduler:
                 cwd=str(cwd),
             )
         except OSError as error:
+            _write_end(self._paths(job_id).end, SchedulerState.FAILED, None, f"could not start: {error}")
             raise SchedulerUnavailable(f"cannot start the local job wrapper: {error}") from error
         self._children.append(wrapper)
-        record = dict(spec, wrapper_pid=wrapper.pid, wrapper_start=_process_start_ticks(wrapper.pid),
-                      submitted_at=time.time())
+        record = dict(spec_record, wrapper_pid=wrapper.pid, wrapper_start=_process_start_ticks(wrapper.pid))
         _write_json(self._paths(job_id).record, record)
         return job_id
 
@@ -325,6 +331,11 @@ class LocalScheduler:
         run = _read_json(paths.run)
         if wrapper_alive:
             return Observation(job_id, name, SchedulerState.RUNNING if run else SchedulerState.PENDING)
+        if record.get("wrapper_pid") is None and run is None:
+            # Recorded, but the submitter stopped before noting the wrapper's pid: it is starting, or never will.
+            if time.time() - record.get("submitted_at", 0) < _START_GRACE_SECS:
+                return Observation(job_id, name, SchedulerState.PENDING, reason="starting")
+            return Observation(job_id, name, SchedulerState.GONE, reason="never started")
         if run is not None and _group_alive(run["pgid"]):
             # The wrapper died (killed, machine sleep...) but the script still runs: re-adopt it as
             # running; its exit code is lost, so its end will read GONE.
