@@ -1,0 +1,57 @@
+"""The quickstart campaign `make demo` runs locally (configs/quickstart.yaml), on the real Slurm test cluster.
+
+The config, templates and tinylm example are used as shipped; only EXP is fixed from the command line to
+give every job name this test's unique prefix, so other tests on the shared cluster never see its jobs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from monitor_campaign import run_orch
+from orchestrator.campaign.results import collect_results
+from orchestrator.config import load_jobs
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = "configs/quickstart.yaml"
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+def link_project_files(root: Path) -> None:
+    for relative in (CONFIG, "templates/quickstart", "examples/tinylm"):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).symlink_to(REPO / relative)
+
+
+def test_quickstart_campaign_on_slurm(slurm_cluster, slurm_job_prefix, tmp_path, monkeypatch):
+    link_project_files(tmp_path)
+    fix_exp = ("-f", f"EXP={slurm_job_prefix}h{{HIDDEN}}_lr{{LR}}")
+    result = run_orch(tmp_path, "build-and-run", CONFIG, *fix_exp, "--scheduler", "slurm", "--max-jobs", "4",
+                      "--poll-secs", "2", timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    listed = run_orch(tmp_path, "status", CONFIG, *fix_exp, "--json", timeout=60)
+    rows = json.loads(listed.stdout)
+    assert len(rows) == 24 and {row["state"] for row in rows} == {"done"}
+    assert all(row["name"].startswith(slurm_job_prefix) for row in rows)
+    assert all(row["scheduler_id"] for row in rows)  # each ran as a Slurm job, not locally
+
+    monkeypatch.chdir(tmp_path)
+    jobs = load_jobs(CONFIG, fixes=[fix_exp[1]])
+    table = collect_results(jobs)
+    loss = {(row["EXP"], row["PHASE_TAG"], row["iteration"]): row["val_loss"] for row in table.rows}
+    experiments = {exp for exp, _, _ in loss}
+    assert len(experiments) == 4
+    for exp in experiments:
+        pretrain = {it for e, tag, it in loss if (e, tag) == (exp, "pretrain")}
+        assert pretrain == {100, 200, 300, 400}, exp  # every pretrain checkpoint converted and evaluated
+        for scale in (200, 400):
+            branch = [(it, value) for (e, tag, it), value in loss.items() if (e, tag) == (exp, f"cd{scale}")]
+            final_iteration, final_loss = max(branch)
+            assert final_iteration == scale + scale // 4, (exp, scale)
+            # the cooldown reaches a lower validation loss than the checkpoint it branched off
+            assert final_loss < loss[(exp, "pretrain", scale)], (exp, scale, branch)
