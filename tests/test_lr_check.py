@@ -112,3 +112,46 @@ def test_cli_check_on_a_campaign_without_lr(tmp_path: Path, capsys: pytest.Captu
     config.write_text(CAMPAIGN.replace("LR: 3.0e-4", "LEARNING: 1").replace("MIN_LR", "MIN"))
     assert main(["lr", "check", str(config)]) == 2
     assert "no job has an LR schedule" in capsys.readouterr().err
+
+
+def test_warmup_landing_a_rounding_error_above_the_peak_is_still_the_plateau() -> None:
+    # 1e-4 * 3051 / 3051 = 1.0000000000000002e-4: the step after warmup is not the start of the decay
+    pretrain = dict(LR=1e-4, MIN_LR=0.0, TRAIN_ITERS=122_070, LR_WARMUP_ITERS=3051, LR_DECAY_STYLE="WSD",
+                    LR_WSD_DECAY_ITERS=24_414)
+    schedule = lr_check.schedule_from_params("pre", pretrain)
+    assert schedule is not None and schedule.lr_at(3051) > schedule.lr_at(3052)
+    assert lr_check.decay_start(schedule) == 122_070 - 24_414
+
+
+def test_cooldown_without_parent_key_branches_from_the_most_alike_pretrain_job() -> None:
+    def job(lr: float, mode: str, phase: str) -> dict:
+        base = dict(LR=lr, MODE=mode, PHASE=phase, TRAIN_ITERS=1000, LR_DECAY_STYLE="WSD", LR_WSD_DECAY_ITERS=0)
+        return base if phase == "pretrain" else dict(base, START_ITER=400, TRAIN_ITERS=500, LR_WSD_DECAY_ITERS=100)
+
+    named = [(f"{phase}-{lr}-{mode}", job(lr, mode, phase))
+             for lr in (1e-3, 3e-3) for phase in ("pretrain", "cooldown") for mode in ("train", "eval")]
+    report = lr_check.check_named_params(named)
+    for result in report.jobs:
+        if result.schedule.phase == "cooldown":
+            assert result.schedule.resume_step == 400  # START_ITER names the resume step too
+            assert result.parent is not None
+            assert result.parent.name == result.schedule.name.replace("cooldown", "pretrain")
+    # two pretrain jobs equally alike: no guess, no jump check
+    tie = lr_check.check_named_params([("a", job(1e-3, "train", "pretrain")), ("b", job(1e-3, "train", "pretrain")),
+                                       ("cd", job(1e-3, "eval", "cooldown"))])
+    assert tie.jobs[2].parent is None and not tie.flagged
+
+
+@pytest.mark.parametrize("config, selection", [("configs/quickstart.yaml", "MODE=train"),
+                                                ("configs/scaling_exps.yaml", "MODE=TRAIN")])
+def test_shipped_campaigns_pass_the_check_with_every_cooldown_on_its_pretrain_curve(config, selection) -> None:
+    from orchestrator.config import load_jobs
+
+    jobs = load_jobs(Path(__file__).resolve().parents[1] / config, filters=[selection])
+    report = lr_check.check_jobs(jobs)
+    cooldowns = [job for job in report.jobs if job.schedule.phase == "cooldown"]
+    assert cooldowns and not report.flagged and not report.skipped
+    for job in cooldowns:
+        assert job.parent is not None and job.parent.phase == "pretrain"
+        assert job.parent.params["lr"] == job.schedule.params["lr"]
+        assert job.decay_start == job.schedule.resume_step and job.warnings == []

@@ -10,9 +10,9 @@ Which params a job's schedule is read from (names are case-insensitive; `LR` = `
   `LR_WSD_DECAY_ITERS`, `LR_WSD_DECAY_STYLE`, `LR_CONSTANT_PLUS_COOLDOWN`, `LR_CONSTANT_PLUS_COOLDOWN_FRAC`,
   `ITERATIONS`, `WARMUP_STEPS`, `WSD_FRACT_DECAY`, `WSD_FINAL_LR_SCALE`, `DECAY_TYPE`, ...;
 - the phase: `PHASE` (a value containing "cool" means cooldown), else cooldown when a resume step is set;
-- the resume step of a cooldown: `RESUME_STEP`, `RESUME_ITER` or `CHECKPOINT_ITER`;
-- the pretrain run a cooldown branches from: `PARENT` or `PRETRAIN_JOB` (a job name); without it, the only
-  pretrain job of the campaign, if there is exactly one.
+- the resume step of a cooldown: `RESUME_STEP`, `RESUME_ITER`, `CHECKPOINT_ITER` or `START_ITER`;
+- the pretrain run a cooldown branches from: `PARENT` or `PRETRAIN_JOB` (a job name); without it, the pretrain
+  job that shares the most parameter values with the cooldown (same model, LR, mode, ...), if exactly one does.
 A job without an `LR` (and without `lr_schedule`) has no schedule and is listed as skipped.
 
 A cooldown is FLAGGED when its LR does not leave the plateau at its resume step S (within one step),
@@ -34,13 +34,14 @@ from orchestrator.planning.lr_schedules import FRAMEWORKS, megatron_deepspeed, p
 SCHEDULE_BLOCK_KEY = "lr_schedule"
 FRAMEWORK_KEYS: tuple[str, ...] = ("lr_framework", "framework")
 PHASE_KEY = "phase"
-RESUME_KEYS: tuple[str, ...] = ("resume_step", "resume_iter", "checkpoint_iter")
+RESUME_KEYS: tuple[str, ...] = ("resume_step", "resume_iter", "checkpoint_iter", "start_iter")
 PARENT_KEYS: tuple[str, ...] = ("parent", "pretrain_job")
 MDS_ONLY_KEYS: tuple[str, ...] = (
     "lr_constant_plus_cooldown", "lr_constant_plus_cooldown_frac", "constant_lr", "lr_cooldown_iters", "lr_constant_iters",
 )
 STEP_TOLERANCE = 1.0  # steps; Megatron-DeepSpeed's T - frac*T is rarely an integer
 JUMP_TOLERANCE = 1e-6  # relative LR difference at the resume step that counts as a jump
+PLATEAU_TOLERANCE = 1e-9  # relative: the last warmup step may land a rounding error above the peak LR
 
 
 @dataclass
@@ -51,6 +52,8 @@ class JobSchedule:
     phase: str  # "pretrain" | "cooldown"
     resume_step: int | None = None
     parent_name: str | None = None
+    job_params: Mapping[str, Any] = field(default_factory=dict)
+    """All of the job's params: a cooldown without PARENT is matched to the pretrain job sharing most of them."""
 
     def lr_at(self, step: float) -> float:
         return float(self.framework.lr_at(step, **self.params))
@@ -162,7 +165,7 @@ def schedule_from_params(name: str, params: Mapping[str, Any]) -> JobSchedule | 
     if phase == "cooldown" and resume_step is None:
         raise UserError(f"job {name!r}: a cooldown needs its resume step ({' / '.join(k.upper() for k in RESUME_KEYS)})")
     parent = next((str(values[key]) for key in PARENT_KEYS if values.get(key)), None)
-    schedule = JobSchedule(name, framework, schedule_params, phase, resume_step, parent)
+    schedule = JobSchedule(name, framework, schedule_params, phase, resume_step, parent, dict(params))
     schedule.lr_at(0)  # surface the framework's own checks now, naming the job
     return schedule
 
@@ -171,13 +174,13 @@ def schedule_from_params(name: str, params: Mapping[str, Any]) -> JobSchedule | 
 def decay_start(schedule: JobSchedule) -> int | None:
     """Last step (after warmup) at the plateau LR, found by bisection: LRs never rise after warmup."""
     low = math.ceil(schedule.warmup_end)
-    plateau = schedule.lr_at(low)
+    plateau = schedule.lr_at(low) * (1 - PLATEAU_TOLERANCE)
     high = schedule.horizon
     if schedule.lr_at(high) >= plateau or low >= high:
         return None
     if schedule.lr_at(low + 1) < plateau:
         return low
-    # invariant: lr(low) == plateau, lr(high) < plateau
+    # invariant: lr(low) on the plateau, lr(high) below it
     while high - low > 1:
         middle = (low + high) // 2
         if schedule.lr_at(middle) >= plateau:
@@ -204,7 +207,20 @@ def _find_parent(schedule: JobSchedule, pretrains: Mapping[str, JobSchedule]) ->
         if schedule.parent_name not in pretrains:
             raise UserError(f"job {schedule.name!r}: PARENT {schedule.parent_name!r} is not a pretrain job of the campaign")
         return pretrains[schedule.parent_name]
-    return next(iter(pretrains.values())) if len(pretrains) == 1 else None
+    if len(pretrains) <= 1:
+        return next(iter(pretrains.values()), None)
+    return _most_alike(schedule, list(pretrains.values()))
+
+
+def _most_alike(cooldown: JobSchedule, pretrains: Sequence[JobSchedule]) -> JobSchedule | None:
+    """The pretrain job sharing the most (key, value) pairs with the cooldown; None on a tie."""
+
+    def shared(pretrain: JobSchedule) -> int:
+        return sum(1 for key, value in cooldown.job_params.items()
+                   if key in pretrain.job_params and repr(pretrain.job_params[key]) == repr(value))
+
+    scores = sorted(((shared(p), p) for p in pretrains), key=lambda pair: pair[0], reverse=True)
+    return scores[0][1] if scores[0][0] > scores[1][0] else None
 
 
 def check_schedules(schedules: Sequence[JobSchedule], skipped: Sequence[str] = ()) -> CheckReport:
