@@ -266,3 +266,18 @@ def test_wsd_cooldown_beats_the_checkpoint_it_branched_from_and_constant_lr(tmp_
     kept_constant = evaluate_checkpoint(constant, 250, tmp_path)["val_loss"]
     assert cooled < at_s - 0.03, (at_s, cooled)
     assert cooled < kept_constant - 0.005, (kept_constant, cooled)
+
+
+@pytest.mark.parametrize("decay_style, wsd_style", [("constant", "linear"), ("linear", "linear"), ("cosine", "linear"),
+                                                    *(("WSD", style) for style in ("linear", "cosine", "exponential",
+                                                                                   "minus_sqrt"))])
+def test_schedule_is_the_curve_orch_lr_schedule_draws_for_megatron_lm(decay_style: str, wsd_style: str) -> None:
+    # tinylm stands in for Megatron-LM in the demo: its LRs must be what `orch lr check` assumes
+    from orchestrator.planning.lr_schedules import megatron_lm
+
+    tiny = LRSchedule(max_lr=3e-3, min_lr=1e-4, warmup_iters=20, decay_iters=250, decay_style=decay_style,
+                      wsd_decay_iters=60, wsd_decay_style=wsd_style)
+    flags = dict(lr=3e-3, min_lr=1e-4, train_iters=250, lr_warmup_iters=20, lr_decay_style=decay_style,
+                 lr_wsd_decay_iters=60, lr_wsd_decay_style=wsd_style)
+    for step in range(0, 260):
+        assert tiny.lr_at(step) == pytest.approx(megatron_lm.lr_at(step, **flags), rel=1e-12, abs=1e-15), step
