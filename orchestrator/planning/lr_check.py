@@ -52,8 +52,8 @@ class JobSchedule:
     phase: str  # "pretrain" | "cooldown"
     resume_step: int | None = None
     parent_name: str | None = None
-    job_params: Mapping[str, Any] = field(default_factory=dict)
-    """All of the job's params: a cooldown without PARENT is matched to the pretrain job sharing most of them."""
+    param_items: frozenset[tuple[str, str]] = frozenset()
+    """The job's (key, repr(value)) pairs: a cooldown without PARENT branches from the pretrain job sharing most."""
 
     def lr_at(self, step: float) -> float:
         return float(self.framework.lr_at(step, **self.params))
@@ -165,7 +165,8 @@ def schedule_from_params(name: str, params: Mapping[str, Any]) -> JobSchedule | 
     if phase == "cooldown" and resume_step is None:
         raise UserError(f"job {name!r}: a cooldown needs its resume step ({' / '.join(k.upper() for k in RESUME_KEYS)})")
     parent = next((str(values[key]) for key in PARENT_KEYS if values.get(key)), None)
-    schedule = JobSchedule(name, framework, schedule_params, phase, resume_step, parent, dict(params))
+    schedule = JobSchedule(name, framework, schedule_params, phase, resume_step, parent,
+                           frozenset((key, repr(value)) for key, value in params.items()))
     schedule.lr_at(0)  # surface the framework's own checks now, naming the job
     return schedule
 
@@ -214,12 +215,8 @@ def _find_parent(schedule: JobSchedule, pretrains: Mapping[str, JobSchedule]) ->
 
 def _most_alike(cooldown: JobSchedule, pretrains: Sequence[JobSchedule]) -> JobSchedule | None:
     """The pretrain job sharing the most (key, value) pairs with the cooldown; None on a tie."""
-
-    def shared(pretrain: JobSchedule) -> int:
-        return sum(1 for key, value in cooldown.job_params.items()
-                   if key in pretrain.job_params and repr(pretrain.job_params[key]) == repr(value))
-
-    scores = sorted(((shared(p), p) for p in pretrains), key=lambda pair: pair[0], reverse=True)
+    scores = sorted(((len(cooldown.param_items & p.param_items), p) for p in pretrains),
+                    key=lambda pair: pair[0], reverse=True)
     return scores[0][1] if scores[0][0] > scores[1][0] else None
 
 
