@@ -131,22 +131,23 @@ def _split_rows(output: str, fields: int) -> Iterable[list[str]]:
             yield parts
 
 
-def parse_squeue(output: str) -> dict[str, Observation]:
-    """Rows of `squeue -h -t all -O SQUEUE_FORMAT`, keyed by job id."""
+def _parse_id_state_exit_reason_name(output: str) -> dict[str, Observation]:
+    """`id|state|exit code|reason|name` rows keyed by job id; a later row of the same id wins."""
     observations: dict[str, Observation] = {}
     for job_id, state, exit_code, reason, name in _split_rows(output, 5):
         job_id = job_id.strip()
         observations[job_id] = _observation(job_id, name, state, exit_code, reason)
     return observations
+
+
+def parse_squeue(output: str) -> dict[str, Observation]:
+    """Rows of `squeue -h -t all -O SQUEUE_FORMAT`, keyed by job id."""
+    return _parse_id_state_exit_reason_name(output)
 
 
 def parse_sacct(output: str) -> dict[str, Observation]:
     """Rows of `sacct -n -P -X -o SACCT_FIELDS`, keyed by job id; the last row of an id wins (requeues)."""
-    observations: dict[str, Observation] = {}
-    for job_id, state, exit_code, reason, name in _split_rows(output, 5):
-        job_id = job_id.strip()
-        observations[job_id] = _observation(job_id, name, state, exit_code, reason)
-    return observations
+    return _parse_id_state_exit_reason_name(output)
 
 
 def parse_key_values(text: str) -> dict[str, str]:
