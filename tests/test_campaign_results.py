@@ -117,3 +117,14 @@ def test_cli_filters_and_empty_campaign(campaign):
     assert "0 result row(s)" in result.stdout and "no validation losses to plot" in result.stdout
     assert not (campaign / "none.png").exists()
     assert (campaign / "campaign_results.csv").read_text().startswith("EXP,MODEL_SIZE,LR,PHASE,PHASE_TAG,iteration")
+
+
+def test_plot_without_matplotlib_is_a_one_line_error_and_writes_nothing(campaign, monkeypatch, capsys):
+    from orchestrator.cli import main
+
+    monkeypatch.chdir(campaign)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what `import matplotlib` sees without the extra
+    assert main(["results", "campaign.yaml", "--csv", "out/results.csv", "--plot", "out/loss.png"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == ["orch: error: --plot needs matplotlib: pip install 'orch[plot]'"]
+    assert not (campaign / "out").exists()

@@ -1,9 +1,10 @@
-"""Arguments shared by the commands that select jobs of a campaign (build, plan, run, status, cancel)."""
+"""Pieces shared by CLI commands: job selection (build, plan, run, status, ...) and the optional plotting extra."""
 
 from __future__ import annotations
 
 import argparse
 
+from orchestrator.errors import UserError
 from orchestrator.jobs import Job
 
 
@@ -23,3 +24,11 @@ def selected_jobs(args: argparse.Namespace) -> list[Job]:
     from orchestrator.config import load_jobs
 
     return load_jobs(args.config, fixes=args.fixes, filters=args.filters)
+
+
+def require_matplotlib() -> None:
+    """`--plot` without the optional extra: a one-line error before anything is computed or written."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UserError("--plot needs matplotlib: pip install 'orch[plot]'") from None

@@ -10,6 +10,7 @@ import inspect
 import sys
 from typing import Any
 
+from orchestrator.cli.common import require_matplotlib
 from orchestrator.errors import UserError
 
 # Megatron-DeepSpeed spells these two flags with underscores; every other flag uses hyphens.
@@ -122,15 +123,8 @@ def _describe(params: dict[str, Any]) -> str:
     return " ".join(f"{name}={value}" for name, value in params.items())
 
 
-def _require_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise UserError("--plot needs matplotlib: pip install 'orch[plot]'") from None
-
-
 def _plot_curve(points: list[tuple[int, float]], output: str, title: str) -> None:
-    _require_matplotlib()
+    require_matplotlib()
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,7 +160,7 @@ def run_check(args: argparse.Namespace) -> int:
     report = lr_check.check_jobs(selected_jobs(args))
     print(lr_check.format_report(report))
     if args.plot:
-        _require_matplotlib()
+        require_matplotlib()
         lr_check.plot(report, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     return CHECK_FLAGGED_EXIT if report.flagged else 0
@@ -196,7 +190,7 @@ def run_finder(args: argparse.Namespace) -> int:
     results = [lr_finder.analyse_file(path, args.smooth_frac, args.min_log_sep) for path in args.files]
     print("\n".join(lr_finder.format_report(result) for result in results))
     if args.plot:
-        _require_matplotlib()
+        require_matplotlib()
         lr_finder.plot(results, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0

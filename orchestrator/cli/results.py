@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestrator.cli.common import add_job_selection_arguments, selected_jobs
+from orchestrator.cli.common import add_job_selection_arguments, require_matplotlib, selected_jobs
 
 if TYPE_CHECKING:
     from orchestrator.campaign.results import ResultTable
@@ -73,6 +73,8 @@ def _print_table(table: ResultTable, max_rows: int, params: list[str] | None) ->
 def run_results(args: argparse.Namespace) -> int:
     from orchestrator.campaign.results import ResultKeys, collect_results, plot_validation_loss, write_csv
 
+    if args.plot:
+        require_matplotlib()
     keys = ResultKeys(args.run_dir_key, args.tokens_key, args.size_key, args.phase_key)
     table = collect_results(selected_jobs(args), keys)
     csv_path = args.csv or f"{Path(args.config).stem}_results.csv"
