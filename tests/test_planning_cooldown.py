@@ -7,7 +7,6 @@ import os
 import stat
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -257,20 +256,15 @@ def test_sweep_needs_phase2_list_only_when_used(tmp_path: Path, capsys: pytest.C
 # --- link -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("linked", "printed"), [(True, "1"), (False, "0")])
-def test_link_prints_1_or_0(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], linked: bool, printed: str) -> None:
-    calls = []
-    module = types.ModuleType("orchestrator.campaign.cooldown_link")
+def test_link_prints_1_and_links_the_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from campaign_fixtures import make_checkpoint
 
-    def link_cooldown_checkpoint(logs: str, exp_name: str, iteration: int, cd_scale: str) -> bool:
-        calls.append((logs, exp_name, iteration, cd_scale))
-        return linked
-
-    module.link_cooldown_checkpoint = link_cooldown_checkpoint  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "orchestrator.campaign.cooldown_link", module)
-    assert orch_main(["cooldown", "link", "logs", "exp1", "19850", "0.05"]) == 0
-    assert capsys.readouterr().out.strip() == printed
-    assert calls == [("logs", "exp1", 19850, "0.05")]
+    make_checkpoint(tmp_path / "exp1" / "checkpoints", 19850)
+    monkeypatch.chdir(tmp_path)
+    assert orch_main(["cooldown", "link", ".", "exp1", "19850", "0.05"]) == 0
+    assert capsys.readouterr().out.strip() == "1"
+    assert (tmp_path / "exp1" / "cooldown_s0.05" / "checkpoints" / "iter_0019850").is_symlink()
 
 
 def test_link_prints_0_when_the_checkpoint_is_not_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

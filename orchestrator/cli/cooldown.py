@@ -166,12 +166,8 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run_link(args: argparse.Namespace) -> int:
-    try:
-        from orchestrator.campaign.cooldown_link import link_cooldown_checkpoint
-    except ModuleNotFoundError as error:
-        if error.name and error.name.startswith("orchestrator.campaign"):
-            raise UserError("cooldown linking is not available (orchestrator.campaign.cooldown_link is missing)") from None
-        raise
+    from orchestrator.campaign.cooldown_link import link_cooldown_checkpoint
+
     print(1 if link_cooldown_checkpoint(args.logs, args.exp_name, args.iter, args.cd_scale) else 0)
     return 0
 
