@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orchestrator.jobs import Job  # noqa: E402
 from orchestrator.monitor.loop import Monitor, MonitorOptions  # noqa: E402
-from orchestrator.monitor.probes import FlagResult  # noqa: E402
+from orchestrator.monitor.probe_runner import FlagResult  # noqa: E402
 from orchestrator.scheduler.slurm import SlurmScheduler  # noqa: E402
+from orchestrator.scheduler.slurm_parse import FIELD_SEPARATOR  # noqa: E402
 from orchestrator.state import StateStore  # noqa: E402
 
 CYCLES = 10
@@ -42,7 +43,9 @@ def make_shims(root: Path, jobs: list[Job]) -> tuple[Path, Path]:
     shims = root / "shims"
     shims.mkdir()
     count_file, queue_file = root / "calls.txt", root / "queue.txt"
-    queue_file.write_text("".join(f"{1000 + i}|RUNNING|0|None|{job.name}\n" for i, job in enumerate(jobs)))
+    row = FIELD_SEPARATOR.join(["{id}", "RUNNING", "0", "None", "2026-01-01T00:00:00", str(root), "{script}", "{name}"])
+    queue_file.write_text("".join(row.format(id=1000 + i, script=job.sbatch_script, name=job.name) + "\n"
+                                  for i, job in enumerate(jobs)))
     for command in ("squeue", "sacct", "scontrol", "sbatch", "scancel"):
         path = shims / command
         path.write_text(SHIM.format(count_file=count_file, queue_file=queue_file))
@@ -67,7 +70,7 @@ def bench(count: int) -> dict[str, float]:
         shims, count_file = make_shims(root, jobs)
         scheduler = SlurmScheduler(env=dict(os.environ, PATH=f"{shims}:{os.environ['PATH']}"))
         store = StateStore.open(root)
-        monitor = Monitor(jobs, scheduler, store, MonitorOptions(poll_secs=1), probe=lambda c: FlagResult(False))
+        monitor = Monitor(jobs, scheduler, store, MonitorOptions(poll_secs=1), probe=lambda c, timeout: FlagResult(False))
         monitor.start()
         monitor.cycle()  # first cycle adopts every job found by name
         assert all(r.state.value == "running" for r in store.jobs().values()), "adoption failed"

@@ -26,11 +26,15 @@ SPECIAL_KEYS: frozenset[str] = frozenset(
         # orch's own additions (optional):
         "freeze_secs",
         "max_failures",
+        "probe_timeout_secs",
+        "progress_regex",
+        "fail_regex",
     }
 )
 
 DEFAULT_CHECK_INTERVAL_SECS = 60 * 15
 DEFAULT_MAX_FAILURES = 3
+DEFAULT_PROBE_TIMEOUT_SECS = 300.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,14 @@ class Job:
     freeze_secs: float | None = None
     """A running job whose output did not change for this long is frozen (default: check_interval_secs)."""
     max_failures: int = DEFAULT_MAX_FAILURES
-    """Consecutive failed attempts after which the job is given up as failed."""
+    """Consecutive failed attempts (crashes, freezes, `fail_regex` matches) after which the job is given up."""
+    probe_timeout_secs: float = DEFAULT_PROBE_TIMEOUT_SECS
+    """A start or termination command running longer is killed and taken as "no"."""
+    progress_regex: str = ""
+    """Regex for a progress line (e.g. `iteration\\s+(\\d+)`): once it matched in a run, only a new value
+    (its first group, else the whole match) counts as life for the freeze rule."""
+    fail_regex: str = ""
+    """Regex for output that means the run is lost (e.g. `lm loss: nan`): the job is cancelled, a failure."""
 
     @property
     def effective_freeze_secs(self) -> float:

@@ -17,6 +17,16 @@ REPO = Path(__file__).resolve().parent.parent
 CLUSTER_SCRIPT = REPO / "scripts" / "slurm-test-cluster.sh"
 
 
+def _test_cluster_conf() -> str:
+    """The test cluster's own slurm.conf: every Slurm command of the tests (and of the orch processes they
+    start) talks to it, never to a machine's own cluster."""
+    result = subprocess.run(["bash", str(CLUSTER_SCRIPT), "conf"], capture_output=True, text=True, timeout=30)
+    return result.stdout.strip()
+
+
+os.environ.setdefault("SLURM_CONF", _test_cluster_conf())
+
+
 @dataclass(frozen=True)
 class SlurmTestCluster:
     """The running test cluster; tests share it with each other (and with other test runs)."""
@@ -29,6 +39,12 @@ class SlurmTestCluster:
 
     def is_up(self) -> bool:
         return _cluster_answers()
+
+    def wait_until_up(self, seconds: float = 90) -> bool:
+        return _cluster_answers_within(seconds)
+
+    def sacctmgr(self, *args: str) -> None:
+        subprocess.run(["sacctmgr", "-i", *args], check=True, timeout=60, capture_output=True)
 
 
 def _cluster_answers() -> bool:

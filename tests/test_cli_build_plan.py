@@ -98,6 +98,17 @@ def test_plan_table_and_json(campaign: Path) -> None:
     assert files_under(campaign) == {"c.yaml", *(f"templates/{m}.{e}" for m in ("train", "eval") for e in ("sbatch", "j2"))}
 
 
+def test_plan_shows_the_progress_and_failure_rules(campaign: Path) -> None:
+    config = campaign / "c.yaml"
+    config.write_text(CONFIG + "progress_regex: 'iteration\\s+(\\d+)'\nfail_regex: 'lm loss: nan'\n")
+    table = orch("plan", "c.yaml", "MODE=train", cwd=campaign)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].split()[-1] == "WATCH"
+    assert "progress ~ /iteration\\s+(\\d+)/; fail ~ /lm loss" in table.stdout.splitlines()[1]  # cut to fit
+    payload = json.loads(orch("plan", "c.yaml", "--json", cwd=campaign).stdout)
+    assert payload[0]["fail_regex"] == "lm loss: nan"
+
+
 def test_missing_job_name_line_is_warned_once_per_template(campaign: Path) -> None:
     (campaign / "templates" / "eval.sbatch").write_text("#!/bin/bash\necho {name}\n")
     result = orch("build", "c.yaml", cwd=campaign)
@@ -118,6 +129,10 @@ BAD_INPUTS = {
     "yaml syntax": ("lr: [5e-3, 1e-3]", "lr: [5e-3, 1e-3", ["c.yaml:", "YAML"]),
     "missing template": ('template: "templates/{MODE}.{engine}"', 'template: "templates/nope.sbatch"', ["templates/nope.sbatch"]),
     "missing mandatory key": ('cmd: "sbatch {sbatch_script}"', "", ["'cmd'"]),
+    "bad fail_regex": ("lr: [5e-3, 1e-3]", "lr: [5e-3, 1e-3]\nfail_regex: 'loss: (nan'", ["'fail_regex'", "regular expression"]),
+    "bad progress_regex": ("lr: [5e-3, 1e-3]", "lr: [5e-3, 1e-3]\nprogress_regex: '[iteration'",
+                           ["'progress_regex'"]),
+    "bad probe timeout": ("lr: [5e-3, 1e-3]", "lr: [5e-3, 1e-3]\nprobe_timeout_secs: soon", ["'probe_timeout_secs'"]),
     "undefined in template": ("lr: [5e-3, 1e-3]", "lr: [5e-3, 1e-3]\nMODE_X: 1", []),
 }
 

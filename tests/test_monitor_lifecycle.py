@@ -20,6 +20,7 @@ from orchestrator.monitor.lifecycle import (
     RecordOutput,
     StartReady,
     StartRefused,
+    StartRun,
     Submit,
     Transition,
     TransitionError,
@@ -33,7 +34,7 @@ from orchestrator.monitor.probes import OutputFacts
 from orchestrator.scheduler.base import Observation, SchedulerState as S
 
 NOW = 10_000.0
-OUT = OutputFacts(fingerprint="120:1", size=120)
+OUT = OutputFacts(fingerprint="120:1", size=120, content_end=120)
 
 
 def make_job(**overrides) -> Job:
@@ -43,8 +44,8 @@ def make_job(**overrides) -> Job:
     return Job(**fields)
 
 
-def obs(state: S, exit_code: int | None = None, sid: str = "100") -> Observation:
-    return Observation(sid, "j", state, exit_code)
+def obs(state: S, exit_code: int | None = None, sid: str = "100", start: str = "T0") -> Observation:
+    return Observation(sid, "j", state, exit_code, start_time=start if state != S.PENDING else "")
 
 
 def kinds(actions) -> list[str]:
@@ -60,7 +61,9 @@ def kinds(actions) -> list[str]:
         elif isinstance(action, Adopt):
             spelled.append(f"adopt:{action.observation.scheduler_id}")
         elif isinstance(action, Cancel):
-            spelled.append(f"cancel:{action.scheduler_id}")
+            spelled.append(f"cancel:{action.scheduler_id}:{action.why}")
+        elif isinstance(action, StartRun):
+            spelled.append(f"run@{action.output_offset}")
         elif isinstance(action, Log):
             spelled.append(f"log:{action.kind}")
         else:
@@ -68,7 +71,8 @@ def kinds(actions) -> list[str]:
     return spelled
 
 
-RUNNING_VIEW = JobView("j", JobState.RUNNING, scheduler_id="100", output_fingerprint="120:1", output_changed_at=NOW - 5)
+RUNNING_VIEW = JobView("j", JobState.RUNNING, scheduler_id="100", output_fingerprint="bytes:120",
+                       output_changed_at=NOW - 5, run_start="T0")
 
 CASES = [
     # (id, job overrides, view, facts overrides, expected)
@@ -96,21 +100,60 @@ CASES = [
     ("scheduler unknown: frozen job is not cancelled", {}, RUNNING_VIEW,
      {"scheduler_known": False, "now": NOW + 1000}, []),
     ("pending stays queued", {}, JobView("j", JobState.QUEUED, scheduler_id="100"), {"observation": obs(S.PENDING)}, []),
-    ("pending -> running", {}, JobView("j", JobState.QUEUED, scheduler_id="100"), {"observation": obs(S.RUNNING)},
-     ["->running"]),
+    ("pending -> running: the run starts at the offset recorded at submission", {},
+     JobView("j", JobState.QUEUED, scheduler_id="100", run_output_offset=40), {"observation": obs(S.RUNNING)},
+     ["->running", "run@40"]),
+    ("requeued run under the same id: a new run after all earlier text", {},
+     JobView("j", JobState.QUEUED, scheduler_id="100", run_start="T0", run_output_offset=40),
+     {"observation": obs(S.RUNNING, start="T1")}, ["->running", "run@120", "log:requeued"]),
+    ("requeued and restarted between two polls: the new start time tells", {}, RUNNING_VIEW,
+     {"observation": obs(S.RUNNING, start="T1"), "now": NOW + 1000}, ["run@120", "log:requeued"]),
     ("requeued (running -> pending)", {}, RUNNING_VIEW, {"observation": obs(S.PENDING)}, ["->queued"]),
-    ("running, output moving", {}, RUNNING_VIEW, {"observation": obs(S.RUNNING), "output": OutputFacts("130:2", 130)}, []),
+    ("running, output moving", {}, RUNNING_VIEW,
+     {"observation": obs(S.RUNNING), "output": OutputFacts("130:2", 130, content_end=130)}, []),
     ("running, output still for less than freeze_secs", {}, RUNNING_VIEW,
      {"observation": obs(S.RUNNING), "now": NOW + 4.9}, []),
     ("running, output still for freeze_secs: frozen", {}, RUNNING_VIEW,
-     {"observation": obs(S.RUNNING), "now": NOW + 5}, ["cancel:100"]),
+     {"observation": obs(S.RUNNING), "now": NOW + 5}, ["cancel:100:frozen"]),
+    ("frozen once already cancelled: not cancelled again", {}, JobView(**{**RUNNING_VIEW.__dict__, "cancelled_for": "frozen"}),
+     {"observation": obs(S.RUNNING), "now": NOW + 500}, []),
+    ("only Slurm's preemption line and earlier attempts' text since the run began: not frozen", {},
+     JobView("j", JobState.RUNNING, scheduler_id="100", output_fingerprint=None, output_changed_at=NOW - 500,
+             run_start="T1", run_output_offset=120),
+     {"observation": obs(S.RUNNING, start="T1"), "output": OutputFacts("180:1", 180, content_end=120)}, []),
+    ("output grows but progress stalled: frozen", {"progress_regex": "iteration (\\d+)"},
+     JobView("j", JobState.RUNNING, scheduler_id="100", output_fingerprint="progress:7", output_changed_at=NOW - 11,
+             run_start="T0"),
+     {"observation": obs(S.RUNNING), "output": OutputFacts("900:5", 900, content_end=900, progress="7", progress_at=100)},
+     ["cancel:100:frozen"]),
+    ("progress advanced: not frozen", {"progress_regex": "iteration (\\d+)"},
+     JobView("j", JobState.RUNNING, scheduler_id="100", output_fingerprint="progress:7", output_changed_at=NOW - 11,
+             run_start="T0"),
+     {"observation": obs(S.RUNNING), "output": OutputFacts("900:5", 900, content_end=900, progress="8", progress_at=800)},
+     []),
+    ("fail_regex in this run: cancelled", {"fail_regex": "loss: nan"}, RUNNING_VIEW,
+     {"observation": obs(S.RUNNING), "output": OutputFacts("200:3", 200, content_end=200, fail_at=150,
+                                                           fail_line="loss: nan")},
+     ["cancel:100:fail_regex"]),
+    ("fail_regex only in an earlier run's text: ignored", {"fail_regex": "loss: nan"},
+     JobView(**{**RUNNING_VIEW.__dict__, "run_output_offset": 160}),
+     {"observation": obs(S.RUNNING), "output": OutputFacts("200:3", 200, content_end=200, fail_at=150,
+                                                           fail_line="loss: nan")}, []),
+    ("cancelled by orch as frozen: its end is a failure", {}, JobView(**{**RUNNING_VIEW.__dict__, "cancelled_for": "frozen"}),
+     {"observation": obs(S.CANCELLED, 0)}, ["end:CANCELLED!", "->waiting", "Submit"]),
+    ("frozen every time: given up after max_failures", {},
+     JobView(**{**RUNNING_VIEW.__dict__, "cancelled_for": "frozen", "consecutive_failures": 2}),
+     {"observation": obs(S.CANCELLED, 0)}, ["end:CANCELLED!", "->failed"]),
+    ("exited 0 after printing fail_regex: a failure", {"fail_regex": "CUDA error"}, RUNNING_VIEW,
+     {"observation": obs(S.COMPLETED, 0), "output": OutputFacts("200:3", 200, content_end=200, fail_at=130)},
+     ["end:COMPLETED!", "->waiting", "Submit"]),
     ("freeze_secs overrides check interval", {"freeze_secs": 100.0}, RUNNING_VIEW,
      {"observation": obs(S.RUNNING), "now": NOW + 50}, []),
-    ("empty output is never frozen", {}, JobView("j", JobState.RUNNING, scheduler_id="100", output_fingerprint="0:1",
-                                                output_changed_at=NOW - 500),
+    ("empty output is never frozen", {}, JobView("j", JobState.RUNNING, scheduler_id="100",
+                                                output_changed_at=NOW - 500, run_start="T0"),
      {"observation": obs(S.RUNNING), "output": OutputFacts("0:1", 0)}, []),
     ("no output file yet is never frozen", {}, JobView("j", JobState.RUNNING, scheduler_id="100",
-                                                       output_changed_at=NOW - 500),
+                                                       output_changed_at=NOW - 500, run_start="T0"),
      {"observation": obs(S.RUNNING), "output": OutputFacts()}, []),
     ("completing is not frozen", {}, RUNNING_VIEW, {"observation": obs(S.COMPLETING), "now": NOW + 100}, []),
     ("done while still in the queue: not cancelled", {"termination_str": "END"}, RUNNING_VIEW,
@@ -141,6 +184,10 @@ CASES = [
      ["end:FAILED", "->done"]),
     ("left the queue, termination_cmd says done", {"termination_cmd": "t"}, RUNNING_VIEW,
      {"observation": obs(S.COMPLETED, 0), "termination_probe": True}, ["end:COMPLETED", "->done"]),
+    ("left the queue, termination_cmd not answered yet: nothing ended or resubmitted", {"termination_cmd": "t"},
+     RUNNING_VIEW, {"observation": obs(S.COMPLETED, 0), "termination_pending": True}, []),
+    ("never submitted, termination_cmd not answered yet: not submitted", {"termination_cmd": "t"}, JobView("j"),
+     {"termination_pending": True}, []),
     ("left the queue, no slot: waits", {}, RUNNING_VIEW, {"observation": obs(S.TIMEOUT), "can_submit": False},
      ["end:TIMEOUT", "->waiting"]),
     ("left the queue, start condition asked again next cycle", {"start_condition_cmd": "c"},
@@ -175,23 +222,26 @@ def test_decide_table(job_overrides, view, fact_overrides, expected):
 
 
 def test_output_change_is_recorded_with_the_monitor_clock():
-    facts = Facts(now=NOW, scheduler_known=True, observation=obs(S.RUNNING), output=OutputFacts("130:2", 130))
-    actions = decide(make_job(), RUNNING_VIEW, facts)
-    assert RecordOutput("130:2", NOW) in actions
-    # Ten seconds later with the same fingerprint, the clock that matters is the recorded one.
-    later = JobView("j", JobState.RUNNING, scheduler_id="100", output_fingerprint="130:2", output_changed_at=NOW)
+    grown = OutputFacts("130:2", 130, content_end=130)
+    actions = decide(make_job(), RUNNING_VIEW, Facts(now=NOW, scheduler_known=True, observation=obs(S.RUNNING),
+                                                     output=grown))
+    assert RecordOutput("bytes:130", NOW) in actions
+    # Ten seconds later with the same output, the clock that matters is the recorded one.
+    later = JobView("j", JobState.RUNNING, scheduler_id="100", output_fingerprint="bytes:130", output_changed_at=NOW,
+                    run_start="T0")
     assert not any(isinstance(a, Cancel) for a in decide(make_job(), later, Facts(
-        now=NOW + 9.99, scheduler_known=True, observation=obs(S.RUNNING), output=OutputFacts("130:2", 130))))
+        now=NOW + 9.99, scheduler_known=True, observation=obs(S.RUNNING), output=grown)))
     assert any(isinstance(a, Cancel) for a in decide(make_job(), later, Facts(
-        now=NOW + 10, scheduler_known=True, observation=obs(S.RUNNING), output=OutputFacts("130:2", 130))))
+        now=NOW + 10, scheduler_known=True, observation=obs(S.RUNNING), output=grown)))
 
 
 def test_freeze_clock_restarts_when_the_job_starts():
     """An output file left by the previous attempt must not make a just-started job look frozen."""
-    view = JobView("j", JobState.QUEUED, scheduler_id="100", output_fingerprint="120:1", output_changed_at=NOW - 9999)
+    view = JobView("j", JobState.QUEUED, scheduler_id="100", output_fingerprint="bytes:120",
+                   output_changed_at=NOW - 9999, run_output_offset=120)
     actions = decide(make_job(), view, Facts(now=NOW, scheduler_known=True, observation=obs(S.RUNNING), output=OUT))
     assert Transition(JobState.RUNNING, "100 is RUNNING") in actions
-    assert RecordOutput("120:1", NOW) in actions
+    assert StartRun("T0", 120) in actions and actions[-1] == RecordOutput(None, NOW)  # nothing of its own yet
     assert not any(isinstance(a, Cancel) for a in actions)
 
 
@@ -216,11 +266,11 @@ def test_transition_table():
 def test_probes_due_at_most_once_per_check_interval():
     job = make_job(termination_cmd="t", start_condition_cmd="c")
     waiting = JobView("j")
-    assert termination_probe_due(job, waiting, None, NOW, left_queue=False)
-    assert not termination_probe_due(job, waiting, NOW - 9, NOW, left_queue=False)
-    assert termination_probe_due(job, waiting, NOW - 10, NOW, left_queue=False)
-    assert termination_probe_due(job, RUNNING_VIEW, NOW - 1, NOW, left_queue=True)  # fresh before a resubmission
-    assert not termination_probe_due(make_job(), waiting, None, NOW, left_queue=True)  # no command
+    assert termination_probe_due(job, waiting, None, NOW, needs_fresh=False)
+    assert not termination_probe_due(job, waiting, NOW - 9, NOW, needs_fresh=False)
+    assert termination_probe_due(job, waiting, NOW - 10, NOW, needs_fresh=False)
+    assert termination_probe_due(job, RUNNING_VIEW, NOW - 1, NOW, needs_fresh=True)  # fresh before a resubmission
+    assert not termination_probe_due(make_job(), waiting, None, NOW, needs_fresh=True)  # no command
     assert start_probe_due(job, waiting, None, NOW)
     assert not start_probe_due(job, waiting, NOW - 9, NOW)
     assert start_probe_due(job, waiting, NOW - 10, NOW)
@@ -232,19 +282,22 @@ def test_probes_due_at_most_once_per_check_interval():
 def _all_combinations():
     views = [
         JobView("j", state, scheduler_id=sid, pending_intent=intent, consecutive_failures=failures,
-                start_ready=ready, output_fingerprint="120:1", output_changed_at=NOW - 100)
+                start_ready=ready, output_fingerprint="bytes:120", output_changed_at=NOW - 100, run_start=run,
+                cancelled_for=cancelled)
         for state in JobState
         for sid, intent in ((None, False), (None, True), ("100", False))
         for failures in (0, 2)
         for ready in (False, True)
+        for run, cancelled in ((None, None), ("T0", None), ("T0", "frozen"))
     ]
     observations = [None] + [obs(state, code) for state in S for code in (None, 1)]
     outputs = [OUT, OutputFacts("120:1", 120, termination_matched=True), OutputFacts()]
-    for view, observation, output, known, term, start, slot, found in itertools.product(
-            views, observations, outputs, (True, False), (None, True, False), (None, True, False), (True, False),
-            ((), (obs(S.RUNNING, sid="55"),))):
+    for view, observation, output, known, (term, pending), start, slot, found in itertools.product(
+            views, observations, outputs, (True, False), ((None, False), (None, True), (True, False), (False, False)),
+            (None, True, False), (True, False), ((), (obs(S.RUNNING, sid="55"),))):
         facts = Facts(now=NOW, scheduler_known=known, observation=observation, output=output, termination_probe=term,
-                      start_probe=start, can_submit=slot, found_by_name=found, max_start_attempts=2)
+                      termination_pending=pending, start_probe=start, can_submit=slot, found_by_name=found,
+                      max_start_attempts=2)
         for job in (make_job(), make_job(start_condition_cmd="c")):
             yield job, view, facts
 
@@ -260,7 +313,7 @@ def test_invariants_over_every_combination():
             assert all(isinstance(a, RecordOutput) for a in actions), (view, facts, actions)
         if submits:
             assert len(submits) == 1
-            assert facts.can_submit and not done and not view.state.is_terminal
+            assert facts.can_submit and not done and not view.state.is_terminal and not facts.termination_pending
             assert not facts.found_by_name or view.scheduler_id is not None
             assert view.scheduler_id is None or facts.observation is None or not facts.observation.state.is_active
         if view.state.is_terminal:
@@ -279,4 +332,8 @@ def test_invariants_over_every_combination():
             assert view.pending_intent and not facts.found_by_name
         if any(isinstance(a, (StartRefused, StartReady)) for a in actions):
             assert job.start_condition_cmd and facts.start_probe is not None
+        if any(isinstance(a, Cancel) for a in actions):  # never twice, never a job that is not running
+            assert view.cancelled_for is None and facts.observation.state == S.RUNNING and not done
+        if any(isinstance(a, EndAttempt) for a in actions):  # an ending waits for a fresh done check
+            assert not facts.termination_pending or done
     assert checked > 10_000

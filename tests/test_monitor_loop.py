@@ -6,17 +6,19 @@ active jobs whose names are asked; `down = True` makes every command raise Sched
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import pytest
 
 from orchestrator.jobs import Job
-from orchestrator.monitor.lifecycle import JobState
+from orchestrator.job_state import JobState
 from orchestrator.monitor.loop import Monitor, MonitorOptions, default_poll_secs
-from orchestrator.monitor.probes import FlagResult
-from orchestrator.scheduler.base import Observation, SchedulerState as S, SchedulerUnavailable, SubmitError
+from orchestrator.monitor.probe_runner import FlagResult
+from orchestrator.scheduler.base import Observation, SchedulerState as S, SchedulerUnavailable, SubmitError, SubmitLimited
 from orchestrator.state import StateStore
 
 
@@ -32,14 +34,19 @@ class FakeScheduler:
         self.queries = 0
         self.lose_submit_reply = False  # submit goes through, but the caller never hears the id
         self.refuse = False
+        self.submit_limit: int | None = None  # MaxSubmitJobs: refuse while this many are active
+        self.refused_for_limit = 0
 
     def submit(self, job: Job) -> str:
         if self.down:
             raise SchedulerUnavailable("sbatch: Unable to contact slurm controller")
         if self.refuse:
             raise SubmitError("sbatch: error: invalid partition")
+        if self.submit_limit is not None and len(self.active()) >= self.submit_limit:
+            self.refused_for_limit += 1
+            raise SubmitLimited("sbatch: error: AssocMaxSubmitJobLimit")
         scheduler_id = str(next(self._ids))
-        self.jobs[scheduler_id] = Observation(scheduler_id, job.name, S.PENDING)
+        self.jobs[scheduler_id] = Observation(scheduler_id, job.name, S.PENDING, script=os.path.abspath(job.sbatch_script))
         self.submits.append(job.name)
         if self.lose_submit_reply:
             raise SchedulerUnavailable("sbatch timed out")
@@ -62,8 +69,7 @@ class FakeScheduler:
 
     # test controls
     def set(self, scheduler_id: str, state: S, exit_code: int | None = None) -> None:
-        old = self.jobs[scheduler_id]
-        self.jobs[scheduler_id] = Observation(scheduler_id, old.name, state, exit_code)
+        self.jobs[scheduler_id] = dataclasses.replace(self.jobs[scheduler_id], state=state, exit_code=exit_code)
 
     def active(self, name: str | None = None) -> list[Observation]:
         return [o for o in self.jobs.values() if o.state.is_active and (name is None or o.name == name)]
@@ -95,7 +101,7 @@ def make_jobs(tmp_path: Path, count: int, **overrides) -> list[Job]:
 def make_monitor(tmp_path, jobs, scheduler, clock, probe=None, **options) -> Monitor:
     store = StateStore.open(tmp_path, clock=clock)
     monitor = Monitor(jobs, scheduler, store, MonitorOptions(poll_secs=1.0, **options), clock=clock,
-                      probe=probe or (lambda command: FlagResult(False, "fake")))
+                      probe=probe or (lambda command, timeout: FlagResult(False, "fake")))
     monitor.start()
     return monitor
 
@@ -246,11 +252,11 @@ def test_frozen_job_is_cancelled_and_resubmitted(tmp_path):
     assert scheduler.cancels == ["1000"]
     assert monitor.store.events(job="job0", kind="frozen")
     clock.now += 1
-    monitor.cycle()  # the cancelled submission left the queue: resubmitted, not counted as a failure
+    monitor.cycle()  # the cancelled submission left the queue: resubmitted, and the freeze counts as a failure
     assert scheduler.submits == ["job0", "job0"]
     (resubmitted,) = monitor.store.events(job="job0", kind="resubmitted")
-    assert "after 1000 ended CANCELLED" in resubmitted[3]
-    assert monitor.store.job("job0").consecutive_failures == 0
+    assert "after 1000 ended CANCELLED (cancelled by orch: frozen)" in resubmitted[3]
+    assert monitor.store.job("job0").consecutive_failures == 1
     assert [a.final_state for a in monitor.store.attempts("job0")] == ["CANCELLED", None]
 
 
@@ -308,7 +314,7 @@ def test_start_condition_and_max_start_attempts(tmp_path):
     ready = {"flag": False}
     calls: list[str] = []
 
-    def probe(command: str) -> FlagResult:
+    def probe(command: str, timeout: float) -> FlagResult:
         calls.append(command)
         return FlagResult(command == "test -e ready" and ready["flag"], "fake")
 
@@ -331,7 +337,7 @@ def test_termination_cmd_runs_at_most_once_per_check_interval(tmp_path):
     scheduler, clock = FakeScheduler(), Clock()
     (job,) = make_jobs(tmp_path, 1, termination_str="", termination_cmd="check-done")
     calls: list[str] = []
-    monitor = make_monitor(tmp_path, [job], scheduler, clock, probe=lambda c: calls.append(c) or FlagResult(False))
+    monitor = make_monitor(tmp_path, [job], scheduler, clock, probe=lambda c, timeout: calls.append(c) or FlagResult(False))
     for _ in range(5):
         monitor.cycle()
         clock.now += 3
@@ -370,7 +376,7 @@ def test_run_stops_on_request_and_leaves_jobs_running(tmp_path):
     scheduler = FakeScheduler()
     jobs = make_jobs(tmp_path, 1)
     store = StateStore.open(tmp_path)
-    monitor = Monitor(jobs, scheduler, store, MonitorOptions(poll_secs=0.01), probe=lambda c: FlagResult(False))
+    monitor = Monitor(jobs, scheduler, store, MonitorOptions(poll_secs=0.01), probe=lambda c, timeout: FlagResult(False))
     original_cycle = monitor.cycle
 
     def cycle_then_stop():
@@ -446,3 +452,174 @@ def test_output_file_with_job_id_pattern_follows_the_current_attempt(tmp_path):
     (tmp_path / "job0-1000.out").write_text("TRAINING DONE\n")  # the first attempt's log, read after it left
     monitor.cycle()
     assert states(monitor)["job0"] == "done" and scheduler.submits == ["job0"]
+
+
+def test_a_job_frozen_every_time_is_given_up(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    (job,) = make_jobs(tmp_path, 1, freeze_secs=5.0, max_failures=2)
+    monitor = make_monitor(tmp_path, [job], scheduler, clock)
+    for attempt in range(2):
+        monitor.cycle()
+        scheduler.set_all("job0", S.RUNNING)
+        clock.now += 1
+        monitor.cycle()  # starts running; its output is appended to the same file every attempt
+        with open(job.output_file, "a") as handle:
+            handle.write(f"attempt {attempt} hangs at start-up\n")
+        clock.now += 1
+        monitor.cycle()
+        clock.now += 5
+        monitor.cycle()  # frozen: cancelled
+        assert len(scheduler.cancels) == attempt + 1
+        clock.now += 1
+    monitor.cycle()
+    assert states(monitor) == {"job0": "failed"} and scheduler.submits == ["job0", "job0"]
+    assert "2 failed attempts in a row" in monitor.store.job("job0").reason
+
+
+def test_old_text_in_an_appended_log_does_not_freeze_a_new_attempt(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    (job,) = make_jobs(tmp_path, 1, freeze_secs=5.0)
+    Path(job.output_file).write_text("an earlier attempt's output\n" * 10)
+    monitor = make_monitor(tmp_path, [job], scheduler, clock)
+    monitor.cycle()
+    scheduler.set_all("job0", S.RUNNING)
+    for _ in range(10):  # the new attempt runs, silent: it has written nothing, so it is not frozen
+        clock.now += 5
+        monitor.cycle()
+    assert scheduler.cancels == [] and states(monitor) == {"job0": "running"}
+
+
+def test_a_queue_limit_holds_the_campaign_without_failures(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    scheduler.submit_limit = 2
+    jobs = make_jobs(tmp_path, 5, max_failures=1)
+    monitor = make_monitor(tmp_path, jobs, scheduler, clock)
+    monitor.cycle()
+    assert scheduler.submits == ["job0", "job1"] and scheduler.refused_for_limit == 1  # stopped at the first refusal
+    assert states(monitor) == {"job0": "queued", "job1": "queued", "job2": "waiting", "job3": "waiting",
+                               "job4": "waiting"}
+    assert len(monitor.store.events(kind="queue-limit")) == 1
+    for _ in range(3):  # nothing left the queue: no submission, no refusal, no failure
+        clock.now += 1
+        monitor.cycle()
+    assert scheduler.refused_for_limit == 1 and all(r.consecutive_failures == 0 for r in monitor.store.jobs().values())
+    assert [a.scheduler_id for a in monitor.store.attempts("job2")] == []  # the refused intent was forgotten
+    while not monitor.cycle().finished:
+        for observation in scheduler.active():  # one job of ours finishes per cycle
+            finish(next(j for j in jobs if j.name == observation.name))
+            scheduler.set(observation.scheduler_id, S.COMPLETED, 0)
+            break
+        clock.now += 1
+    assert set(states(monitor).values()) == {"done"}
+    assert sorted(scheduler.submits) == [f"job{i}" for i in range(5)]  # each submitted once
+    assert scheduler.refused_for_limit == 1  # slots freed by our own jobs were used without a refusal
+    assert len(monitor.store.events(kind="queue-limit")) == 1
+
+
+def test_past_a_queue_limit_one_trial_per_retry_interval(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    scheduler.submit_limit = 1
+    jobs = make_jobs(tmp_path, 3)
+    monitor = make_monitor(tmp_path, jobs, scheduler, clock, limit_retry_secs=60.0)
+    monitor.cycle()
+    assert scheduler.refused_for_limit == 1
+    clock.now += 30
+    monitor.cycle()
+    assert scheduler.refused_for_limit == 1  # not yet
+    clock.now += 30
+    monitor.cycle()
+    assert scheduler.refused_for_limit == 2 and scheduler.submits == ["job0"]  # one trial, refused again
+    scheduler.submit_limit = None  # the limit is lifted
+    clock.now += 60
+    monitor.cycle()
+    # The trial is accepted, so the limit has moved: the rest goes on as normal, in the same cycle.
+    assert scheduler.submits == ["job0", "job1", "job2"] and scheduler.refused_for_limit == 2
+    assert monitor.store.events(kind="queue-limit-cleared")
+
+
+def test_another_campaigns_job_of_the_same_name_is_not_adopted(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    (job,) = make_jobs(tmp_path, 1)
+    other_script = tmp_path / "other-campaign" / "job0.sbatch"
+    scheduler.jobs["77"] = Observation("77", "job0", S.RUNNING, script=str(other_script))
+    by_hand = Observation("78", "job1", S.RUNNING, script=os.path.abspath("job1.sbatch"))
+    scheduler.jobs["78"] = by_hand
+    jobs = [job, make_jobs(tmp_path, 2)[1]]
+    monitor = make_monitor(tmp_path, jobs, scheduler, clock)
+    monitor.cycle()
+    assert scheduler.submits == ["job0"]  # job0 submitted anew; the other campaign's 77 left alone
+    assert [a.scheduler_id for a in monitor.store.attempts("job1")] == ["78"]  # this campaign's script: adopted
+    assert monitor.store.events(kind="foreign") and "77" in monitor.store.events(kind="foreign")[0][3]
+    monitor.cycle()
+    assert len(monitor.store.events(kind="foreign")) == 1  # logged once
+    assert scheduler.cancels == []
+
+
+def test_a_slow_probe_does_not_hold_back_other_jobs(tmp_path):
+    import threading
+
+    scheduler, clock = FakeScheduler(), Clock()
+    slow, fast = make_jobs(tmp_path, 2, start_condition_cmd="placeholder")
+    slow = Job(**{**slow.__dict__, "start_condition_cmd": "slow"})
+    fast = Job(**{**fast.__dict__, "start_condition_cmd": "fast"})
+    release = threading.Event()
+    calls: list[str] = []
+
+    def probe(command: str, timeout: float) -> FlagResult:
+        calls.append(command)
+        if command == "slow":
+            release.wait(30)
+        return FlagResult(True)
+
+    monitor = make_monitor(tmp_path, [slow, fast], scheduler, clock, probe=probe)
+    monitor.cycle()
+    assert scheduler.submits == ["job1"]  # the fast one went on while the slow probe still runs
+    clock.now += 20  # its next check is due, but it is still running: not started twice
+    monitor.cycle()
+    assert calls.count("slow") == 1
+    release.set()
+    monitor._probes.wait(5)
+    clock.now += 1
+    monitor.cycle()
+    assert scheduler.submits == ["job1", "job0"]
+    monitor.close()
+
+
+def test_termination_cmd_answers_afresh_before_a_resubmission(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    (job,) = make_jobs(tmp_path, 1, termination_str="", termination_cmd="check-done")
+    done = {"flag": False}
+    monitor = make_monitor(tmp_path, [job], scheduler, clock,
+                           probe=lambda command, timeout: FlagResult(done["flag"]))
+    monitor.cycle()
+    assert scheduler.submits == ["job0"]
+    scheduler.set_all("job0", S.RUNNING)
+    clock.now += 1
+    monitor.cycle()
+    done["flag"] = True  # the job finished its work and exits
+    scheduler.set_all("job0", S.COMPLETED, 0)
+    clock.now += 1
+    monitor.cycle()
+    assert states(monitor) == {"job0": "done"} and scheduler.submits == ["job0"]
+
+
+def test_a_requeued_job_keeps_its_id_and_is_not_resubmitted(tmp_path):
+    scheduler, clock = FakeScheduler(), Clock()
+    (job,) = make_jobs(tmp_path, 1, freeze_secs=5.0)
+    monitor = make_monitor(tmp_path, [job], scheduler, clock)
+    monitor.cycle()
+    (sid,) = [o.scheduler_id for o in scheduler.active()]
+    scheduler.jobs[sid] = dataclasses.replace(scheduler.jobs[sid], state=S.RUNNING, start_time="T0")
+    Path(job.output_file).write_text("iteration 1\n")
+    clock.now += 1
+    monitor.cycle()
+    # Preempted and requeued between two polls: Slurm's line lands in the output, the same id runs again.
+    with open(job.output_file, "a") as handle:
+        handle.write("slurmstepd-vm: error: *** JOB 1000 ON vm CANCELLED AT 2026-11-23T20:31:31 DUE TO PREEMPTION ***\n")
+    scheduler.jobs[sid] = dataclasses.replace(scheduler.jobs[sid], start_time="T1")
+    for _ in range(4):
+        clock.now += 5
+        monitor.cycle()
+    assert scheduler.submits == ["job0"] and scheduler.cancels == []  # no resubmission, no freeze
+    assert monitor.store.events(kind="requeued")
+    assert monitor.store.job("job0").consecutive_failures == 0

@@ -126,7 +126,7 @@ def test_frozen_job_is_cancelled_and_resubmitted(slurm_cluster, prefix, tmp_path
         """, extra="freeze_secs: 3\n")
     result = run_slurm(tmp_path, "build-and-run", "campaign.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "frozen: output unchanged for 3s" in result.stdout
+    assert "frozen: no new output for 3s" in result.stdout
     assert submissions(tmp_path) == {f"{prefix}0": 2}
 
 

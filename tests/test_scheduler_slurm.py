@@ -4,6 +4,7 @@ outputs recorded from that cluster (tests/fixtures/slurm/)."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,8 +12,15 @@ from pathlib import Path
 import pytest
 
 from orchestrator.jobs import Job
-from orchestrator.scheduler.base import Observation, SchedulerState as S, SchedulerUnavailable, SubmitError
-from orchestrator.scheduler.slurm import CommandResult, SlurmScheduler, run_command
+from orchestrator.scheduler.base import (
+    Observation,
+    SchedulerState as S,
+    SchedulerUnavailable,
+    SubmitError,
+    SubmitLimited,
+)
+from orchestrator.scheduler import slurm_parse
+from orchestrator.scheduler.slurm import CommandResult, SlurmScheduler, final_observation, run_command
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slurm"
 
@@ -86,21 +94,64 @@ def test_a_hanging_command_times_out_as_unavailable() -> None:
 
 def test_query_uses_squeue_for_listed_jobs_and_finds_active_jobs_by_name() -> None:
     ids = recorded_ids()
-    runner = ReplayRunner({"squeue": recorded("squeue_running")})
+    runner = ReplayRunner({"squeue": recorded("squeue_running"), "scontrol show config": recorded("scontrol_show_config"),
+                           "sacct": recorded("sacct_final")})
     names = ["orchfix-held", "orchfix-sleeper", "nobody"]
-    seen = SlurmScheduler(runner).query([ids["ok"]], names)
+    seen = SlurmScheduler(runner).query([ids["sleeper"]], names)
     assert runner.calls == [["squeue", "--me", "-h", "-t", "all", "-O", runner.calls[0][-1]]]
-    assert seen[ids["ok"]].state is S.RUNNING
-    # Found by name: ids that were never asked for.
-    assert (seen[ids["held"]].state, seen[ids["held"]].reason) == (S.PENDING, "JobHeldUser")
     assert seen[ids["sleeper"]].state is S.RUNNING
-    assert set(seen) == {ids["ok"], ids["held"], ids["sleeper"]}
-    # At the end, asked-for ids come with their final state, but ended jobs are not found by name.
+    # Found by name: ids that were never asked for, with the script that tells whose they are.
+    assert (seen[ids["held"]].state, seen[ids["held"]].reason) == (S.PENDING, "JobHeldUser")
+    assert seen[ids["held"]].script == "/WORK/held.sh"
+    assert set(seen) == {ids["held"], ids["sleeper"]}
+    # At the end, asked-for ids come with their final state (from accounting), ended jobs are not found by name.
     runner.answers["squeue"] = recorded("squeue_final")
     final = SlurmScheduler(runner).query([ids["ok"], ids["fail"]], names)
     assert (final[ids["ok"]].state, final[ids["ok"]].exit_code) == (S.COMPLETED, 0)
     assert (final[ids["fail"]].state, final[ids["fail"]].exit_code) == (S.FAILED, 3)
+    assert final[ids["fail"]].script == "/WORK/fail.sh"  # what only squeue knows is kept
     assert set(final) == {ids["ok"], ids["fail"]}
+
+
+def test_with_accounting_sacct_is_asked_once_for_all_ended_jobs() -> None:
+    ids = recorded_ids()
+    runner = ReplayRunner({"squeue": CommandResult(0, "", ""), "scontrol show config": recorded("scontrol_show_config"),
+                           "sacct": recorded("sacct_final")})
+    asked = [ids["timeout"], ids["preemptcancel"], ids["nodefail"], "424242"]
+    seen = SlurmScheduler(runner).query(asked, [])
+    assert [seen[i].state for i in asked] == [S.TIMEOUT, S.PREEMPTED, S.NODE_FAIL, S.GONE]
+    assert [c[0] for c in runner.calls] == ["squeue", "scontrol", "sacct"]
+    sacct = runner.calls[2]
+    assert sacct[sacct.index("-j") + 1] == ",".join(sorted(asked, key=int))
+    # sacct failing means unknown, never gone.
+    runner.answers["sacct"] = recorded("sacct_disabled")
+    with pytest.raises(SchedulerUnavailable):
+        SlurmScheduler(runner).query([ids["ok"]], [])
+
+
+def test_final_observation_trusts_accounting_only_when_it_is_final() -> None:
+    queue_done = Observation("5", "j", S.COMPLETED, 0, reason="NonZeroExitCode", script="/w/j.sh")
+    lagging = Observation("5", "j", S.RUNNING)
+    accounted = Observation("5", "j", S.FAILED, 2, work_dir="/w")
+    assert final_observation("5", queue_done, lagging) is queue_done  # slurmdbd behind the controller
+    merged = final_observation("5", queue_done, accounted)
+    assert (merged.state, merged.exit_code, merged.script, merged.reason) == (S.FAILED, 2, "/w/j.sh", "NonZeroExitCode")
+    assert final_observation("5", None, accounted) is accounted  # past MinJobAge
+    stale = final_observation("5", None, lagging)  # the controller lists no such active job
+    assert stale.state is S.GONE and "accounting" in stale.reason
+    assert final_observation("5", None, None, Observation("5", "j", S.TIMEOUT)).state is S.TIMEOUT  # jobcomp
+    assert final_observation("5", None, None).state is S.GONE
+
+
+def test_submit_refused_by_a_queue_limit_is_limited_not_an_error(tmp_path: Path) -> None:
+    job = make_job(tmp_path, "a", "true")
+    for fixture in ("sbatch_assoc_submit_limit", "sbatch_qos_submit_limit"):
+        with pytest.raises(SubmitLimited, match="SubmitJob"):
+            SlurmScheduler(ReplayRunner({"submit": recorded(fixture)})).submit(job)
+    for fixture in ("sbatch_bad_partition", "sbatch_bad_account"):
+        with pytest.raises(SubmitError) as refused:
+            SlurmScheduler(ReplayRunner({"submit": recorded(fixture)})).submit(job)
+        assert not isinstance(refused.value, SubmitLimited)
 
 
 def test_query_controller_down_is_unavailable_never_gone() -> None:
@@ -109,18 +160,19 @@ def test_query_controller_down_is_unavailable_never_gone() -> None:
         SlurmScheduler(runner).query(["1", "2"], ["a"])
 
 
-def _config_with_jobcomp(path: Path, accounting: str = "accounting_storage/none") -> CommandResult:
-    config = recorded("scontrol_show_config")
-    text = config.stdout.replace("/var/log/slurm/jobcomp.log", str(path))
-    text = text.replace("accounting_storage/none", accounting)
+def _config_without_accounting(jobcomp: Path) -> CommandResult:
+    """The recorded config as a cluster without accounting but with jobcomp/filetxt would print it."""
+    text = recorded("scontrol_show_config").stdout
+    text = re.sub(r"(?m)^(AccountingStorageType\s*=\s*).*$", r"\1accounting_storage/none", text)
+    text = re.sub(r"(?m)^(JobCompLoc\s*=\s*).*$", lambda m: m[1] + str(jobcomp), text)
     return CommandResult(0, text, "")
 
 
-def test_jobs_gone_from_squeue_come_from_the_jobcomp_file_else_gone(tmp_path: Path) -> None:
+def test_without_accounting_ended_jobs_come_from_the_jobcomp_file_else_gone(tmp_path: Path) -> None:
     ids = recorded_ids()
     jobcomp = tmp_path / "jobcomp.log"
     jobcomp.write_text((FIXTURES / "jobcomp.txt").read_text())
-    runner = ReplayRunner({"squeue": CommandResult(0, "", ""), "scontrol show config": _config_with_jobcomp(jobcomp)})
+    runner = ReplayRunner({"squeue": CommandResult(0, "", ""), "scontrol show config": _config_without_accounting(jobcomp)})
     scheduler = SlurmScheduler(runner)
     seen = scheduler.query([ids["fail"], ids["timeout"], "424242"], [])
     assert (seen[ids["fail"]].state, seen[ids["fail"]].exit_code) == (S.FAILED, 3)
@@ -130,23 +182,6 @@ def test_jobs_gone_from_squeue_come_from_the_jobcomp_file_else_gone(tmp_path: Pa
     # The cluster's features are learned once, not on every query.
     scheduler.query([ids["ok"]], [])
     assert [c[0] for c in runner.calls] == ["squeue", "scontrol", "squeue"]
-
-
-def test_with_accounting_sacct_is_asked_once_for_all_missing_jobs(tmp_path: Path) -> None:
-    sacct = CommandResult(0, "7|CANCELLED by 0|0:15|None|x\n8|OUT_OF_MEMORY|0:125|OutOfMemory|y\n", "")
-    runner = ReplayRunner({
-        "squeue": CommandResult(0, "", ""),
-        "scontrol show config": _config_with_jobcomp(tmp_path / "none.log", "accounting_storage/slurmdbd"),
-        "sacct": sacct,
-    })
-    seen = SlurmScheduler(runner).query(["7", "8", "9"], [])
-    assert (seen["7"].state, seen["8"].state, seen["9"].state) == (S.CANCELLED, S.OUT_OF_MEMORY, S.GONE)
-    assert len(runner.calls) == 3
-    assert runner.calls[2][:5] == ["sacct", "-n", "-P", "-X", "-j"] and runner.calls[2][5] == "7,8,9"
-    # sacct failing means unknown, never gone.
-    runner.answers["sacct"] = recorded("sacct_disabled")
-    with pytest.raises(SchedulerUnavailable):
-        SlurmScheduler(runner).query(["7"], [])
 
 
 def test_cancel_is_one_scancel_and_already_finished_jobs_are_fine() -> None:
@@ -211,6 +246,27 @@ def test_real_failing_job_is_failed_with_its_exit_code(slurm_cluster, slurm_job_
 
 
 @pytest.mark.slurm
+def test_real_final_state_and_exit_code_come_from_accounting(slurm_cluster, slurm_job_prefix: str,
+                                                             tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def counting(argv: Sequence[str], timeout: float) -> CommandResult:
+        calls.append(argv[0])
+        return run_command(argv, timeout)
+
+    scheduler = SlurmScheduler(counting)
+    job_id = scheduler.submit(make_job(tmp_path, f"{slurm_job_prefix}exit7", "sleep 1; exit 7"))
+    final = wait_for(scheduler, job_id, ended, timeout=120)
+    # What sacct itself says about the job, asked directly:
+    row = run_command(["sacct", "-n", "-P", "-X", "--delimiter", slurm_parse.FIELD_SEPARATOR, "-j", job_id,
+                       "-o", slurm_parse.SACCT_FIELDS], timeout=30)
+    accounted = slurm_parse.parse_sacct(row.stdout)[job_id]
+    assert (accounted.state, accounted.exit_code) == (S.FAILED, 7)
+    assert (final.state, final.exit_code, final.start_time) == (accounted.state, accounted.exit_code, accounted.start_time)
+    assert "sacct" in calls  # the ended job was looked up in accounting, not only in squeue
+
+
+@pytest.mark.slurm
 def test_real_cancel_and_query_by_name(slurm_cluster, slurm_job_prefix: str, tmp_path: Path) -> None:
     scheduler = SlurmScheduler()
     job = make_job(tmp_path, f"{slurm_job_prefix}sleeper", "sleep 300")
@@ -246,8 +302,8 @@ def test_real_query_of_20_jobs_costs_at_most_3_commands(slurm_cluster, slurm_job
         calls.clear()
         seen = scheduler.query([*ids, "987654321"], [job.name for job in jobs])
         assert len(calls) <= 3, calls
-        assert set(ids) <= set(seen)
-    assert len(calls) == 1  # later queries: one squeue (the unknown id is settled from the jobcomp file)
+        assert set(ids) <= set(seen) and seen["987654321"].state is S.GONE
+    assert [c[0] for c in calls] == ["squeue", "sacct"]  # later: the features are known; one sacct for the unknown id
     scheduler.cancel(ids)
 
 
@@ -255,8 +311,8 @@ def test_real_query_of_20_jobs_costs_at_most_3_commands(slurm_cluster, slurm_job
 def test_unreachable_controller_makes_every_command_unavailable(slurm_cluster, tmp_path: Path) -> None:
     """The same commands pointed at a port where no slurmctld listens (what a stopped controller gives)."""
     config = tmp_path / "slurm.conf"
-    text = Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")).read_text()
-    config.write_text(text.replace("\nSlurmctldHost=", "\nSlurmctldPort=6899\nSlurmctldHost=", 1))
+    text = Path(os.environ["SLURM_CONF"]).read_text()
+    config.write_text(re.sub(r"(?m)^SlurmctldPort=.*$", "SlurmctldPort=6899", text))
     scheduler = SlurmScheduler(env=dict(os.environ, SLURM_CONF=str(config)))
     job = make_job(tmp_path, "orchtest-unreachable", "true")
     with pytest.raises(SchedulerUnavailable, match="Unable to contact slurm controller"):

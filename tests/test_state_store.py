@@ -13,7 +13,8 @@ import textwrap
 import pytest
 
 from orchestrator.errors import UserError
-from orchestrator.monitor.lifecycle import JobState, TransitionError
+from orchestrator.job_state import JobState, TransitionError
+from orchestrator.monitor.lifecycle import view_of
 from orchestrator.state import StateStore, acquire_monitor_lock, state_dir
 
 
@@ -33,10 +34,10 @@ def test_intent_is_durable_before_the_id(tmp_path):
     attempt = store.record_intent("a")
     # Another connection (another process, a restarted monitor) sees the intent at once.
     other = StateStore(state_dir(tmp_path) / "state.db")
-    view = other.job("a").view()
+    view = view_of(other.job("a"))
     assert view.pending_intent and view.scheduler_id is None
     store.record_submitted(attempt, "4242")
-    view = other.job("a").view()
+    view = view_of(other.job("a"))
     assert not view.pending_intent and view.scheduler_id == "4242"
 
 
@@ -55,7 +56,7 @@ def test_end_attempt_closes_the_current_one(tmp_path):
     store = StateStore.open(tmp_path)
     store.ensure_jobs(["a"])
     store.record_submitted(store.record_intent("a"), "1")
-    store.mark_started("a")
+    store.start_run("a", "T0", 0)
     store.end_attempt("a", "TIMEOUT", 0)
     record = store.job("a")
     assert record.current is None and record.attempts == 1
@@ -99,7 +100,7 @@ _KILLED_BETWEEN_SUBMIT_AND_ID = textwrap.dedent("""
 def test_kill_between_submit_and_id_write_leaves_a_recoverable_intent(tmp_path):
     result = subprocess.run([sys.executable, "-c", _KILLED_BETWEEN_SUBMIT_AND_ID, str(tmp_path)])
     assert result.returncode == -signal.SIGKILL
-    view = StateStore.open(tmp_path).job("a").view()
+    view = view_of(StateStore.open(tmp_path).job("a"))
     # What the next monitor needs in order to look the job up by name instead of submitting again.
     assert view.pending_intent and view.state == JobState.WAITING
 

@@ -4,14 +4,18 @@ Every module in this package that defines `register(subparsers)` adds its own su
 so each feature owns its CLI file and none of them edits this one. A sub-command's parser sets
 `handler` (via `set_defaults`) to a function taking the parsed namespace and returning an exit code.
 
-Command modules must import heavy dependencies (numpy, matplotlib, rich, jinja2) inside their
-handlers, not at module level: every `orch` call imports every command module.
+`orch COMMAND ...` imports only the module named after COMMAND when that module registers it (the
+helpers call `orch ckpt pending` in every start condition of a campaign: start-up time is paid hundreds
+of times per probe round); help, and commands whose module is named otherwise, import them all.
+Command modules still import heavy dependencies (numpy, matplotlib, rich, jinja2) inside their
+handlers, not at module level.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -20,23 +24,41 @@ from orchestrator import __version__
 from orchestrator.errors import EXIT_USER_ERROR, UserError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every command, or with only `command` when its own module registers it."""
+    parser, subparsers = _empty_parser()
+    module = command.replace("-", "_") if command else ""
+    if module.isidentifier():
+        if _register_module(f"{__name__}.{module}", subparsers) and command in subparsers.choices:
+            return parser
+        parser, subparsers = _empty_parser()
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        _register_module(f"{__name__}.{module_info.name}", subparsers)
+    return parser
+
+
+def _empty_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     parser = argparse.ArgumentParser(
         prog="orch",
         description="Declarative experiment orchestrator for LLM training campaigns on Slurm.",
     )
     parser.add_argument("--version", action="version", version=f"orch {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(subparsers)
-    return parser
+    return parser, parser.add_subparsers(dest="command", metavar="COMMAND")
+
+
+def _register_module(name: str, subparsers: argparse._SubParsersAction) -> bool:
+    """Import a command module and let it add its sub-commands; False when there is no such module."""
+    if importlib.util.find_spec(name) is None:
+        return False
+    register = getattr(importlib.import_module(name), "register", None)
+    if register is not None:
+        register(subparsers)
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words[0] if words and not words[0].startswith("-") else None)
     args, leftovers = parser.parse_known_args(argv)
     # argparse cannot take positional `KEY=V1,V2` filters after an option (`plan c.yaml --json MODE=train`).
     if leftovers and hasattr(args, "filters") and all("=" in a and not a.startswith("-") for a in leftovers):

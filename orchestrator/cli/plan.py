@@ -45,9 +45,18 @@ def _termination(job: Job) -> str:
     return "-"
 
 
+def _watch(job: Job) -> str:
+    """The monitor's progress and failure rules for a running job."""
+    rules = ([f"progress ~ /{job.progress_regex}/"] if job.progress_regex else []) + (
+        [f"fail ~ /{job.fail_regex}/"] if job.fail_regex else [])
+    return "; ".join(rules) or "-"
+
+
 def table_rows(jobs: Sequence[Job]) -> tuple[list[str], list[list[str]]]:
     extra = [key for key in (_key_like(jobs, "mode"), _key_like(jobs, "phase")) if key]
-    header = ["NAME", *[key.upper() for key in extra], "SCRIPT", "OUTPUT", "START CONDITION", "TERMINATION"]
+    watched = any(job.progress_regex or job.fail_regex for job in jobs)
+    header = ["NAME", *[key.upper() for key in extra], "SCRIPT", "OUTPUT", "START CONDITION", "TERMINATION",
+              *(["WATCH"] if watched else [])]
     rows = [
         [
             job.name,
@@ -56,6 +65,7 @@ def table_rows(jobs: Sequence[Job]) -> tuple[list[str], list[list[str]]]:
             job.output_file,
             _cut(job.start_condition_cmd) or "-",
             _cut(_termination(job)),
+            *([_cut(_watch(job))] if watched else []),
         ]
         for job in jobs
     ]

@@ -61,6 +61,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="abandon a job whose start condition was not met after N checks")
     parser.add_argument("--poll-secs", type=_positive_float, metavar="S",
                         help="seconds between cycles (default: the shortest check_interval_secs, at most 60)")
+    parser.add_argument("--probe-workers", type=_positive_int, metavar="N", default=16,
+                        help="start and termination commands run at most N at a time (default 16); "
+                             "each is bounded by the job's probe_timeout_secs (default 300)")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log every probe result")
 
 
@@ -113,6 +116,7 @@ def handle_run(args: argparse.Namespace) -> int:
             poll_secs=args.poll_secs or default_poll_secs(jobs),
             max_jobs=args.max_jobs,
             max_start_attempts=args.max_start_attempts,
+            probe_workers=args.probe_workers,
         )
         monitor = Monitor(jobs, scheduler, store, options)
         previous = {sig: signal.signal(sig, lambda signum, frame: monitor.stop(signum))
@@ -128,11 +132,15 @@ def handle_run(args: argparse.Namespace) -> int:
 
 def dry_run(jobs: list[Job], scheduler, max_jobs: int | None = None) -> int:
     """What the first cycle would do, with no submission, no cancel and no store write."""
-    from orchestrator.monitor.probes import OutputWatcher, run_flag_command
+    from orchestrator.monitor.ownership import is_campaign_submission
+    from orchestrator.monitor.probe_runner import run_flag_command
+    from orchestrator.monitor.probes import OutputWatcher
     from orchestrator.scheduler.base import SchedulerUnavailable
 
+    by_name = {job.name: job for job in jobs}
     try:
-        in_queue = {o.name: o for o in scheduler.query([], [job.name for job in jobs]).values() if o.state.is_active}
+        in_queue = {o.name: o for o in scheduler.query([], list(by_name)).values()
+                    if o.state.is_active and is_campaign_submission(o, by_name[o.name])}
     except SchedulerUnavailable as error:
         print(f"scheduler unavailable ({error}): the queue was not checked")
         in_queue = {}
@@ -141,12 +149,13 @@ def dry_run(jobs: list[Job], scheduler, max_jobs: int | None = None) -> int:
     for job in jobs:
         if watcher.facts(job.output_file, job.termination_str).termination_matched:
             verdict = "done (termination_str found in output)"
-        elif job.termination_cmd and run_flag_command(job.termination_cmd).flag:
+        elif job.termination_cmd and run_flag_command(job.termination_cmd, job.probe_timeout_secs).flag:
             verdict = "done (termination_cmd printed 1)"
         elif job.name in in_queue:
             found = in_queue[job.name]
             verdict = f"in the queue as {found.scheduler_id} ({found.state.value}): would adopt"
-        elif job.start_condition_cmd and not (result := run_flag_command(job.start_condition_cmd)).flag:
+        elif job.start_condition_cmd and not (
+                result := run_flag_command(job.start_condition_cmd, job.probe_timeout_secs)).flag:
             verdict = f"waiting: start condition not met ({result.detail})"
         elif max_jobs is not None and len(in_queue) + would_submit >= max_jobs:
             verdict = f"ready, waits for a free slot (--max-jobs {max_jobs})"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from orchestrator.errors import UserError
-from orchestrator.jobs import DEFAULT_CHECK_INTERVAL_SECS, DEFAULT_MAX_FAILURES, Job
+from orchestrator.jobs import DEFAULT_CHECK_INTERVAL_SECS, DEFAULT_MAX_FAILURES, DEFAULT_PROBE_TIMEOUT_SECS, Job
 
 MANDATORY_KEYS: tuple[str, ...] = ("name", "template", "output_file", "cmd", "sbatch_script")
 
@@ -25,6 +26,16 @@ def _seconds(value: Any, key: str, default: float | None, job_name: str) -> floa
         return float(value)
     except (TypeError, ValueError):
         raise UserError(f"job {job_name}: key {key!r} must be a number of seconds, got {value!r}") from None
+
+
+def _regex(value: Any, key: str, job_name: str) -> str:
+    text = _text(value)
+    if text:
+        try:
+            re.compile(text.encode())
+        except re.error as error:
+            raise UserError(f"job {job_name}: key {key!r} is not a valid regular expression ({error}): {text!r}") from None
+    return text
 
 
 def job_from_params(params: dict[str, Any], index: int) -> Job:
@@ -61,6 +72,9 @@ def job_from_params(params: dict[str, Any], index: int) -> Job:
         _text(get("termination_cmd")),
         _seconds(get("freeze_secs"), "freeze_secs", None, name),
         max_failures,
+        _seconds(get("probe_timeout_secs"), "probe_timeout_secs", DEFAULT_PROBE_TIMEOUT_SECS, name),
+        _regex(get("progress_regex"), "progress_regex", name),
+        _regex(get("fail_regex"), "fail_regex", name),
     )
 
 

@@ -1,64 +1,36 @@
-"""A job's life cycle: the states, the allowed transitions, and the pure decision for one job.
+"""A job's life cycle: the pure decision for one job.
 
 `decide` takes what the monitor knows about one job (its record in the store and this cycle's
 observations) and returns actions. It never runs a command, reads a file or writes the store:
 the loop (`orchestrator.monitor.loop`) does that, in one place, so every rule here can be tested
-with plain values and a fake clock.
+with plain values and a fake clock. The states and their transitions live in `orchestrator.job_state`.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from orchestrator.job_state import (  # noqa: F401 - re-exported for the monitor's callers
+    ALLOWED_TRANSITIONS,
+    TERMINAL_STATES,
+    JobState,
+    TransitionError,
+    can_transition,
+    check_transition,
+)
 from orchestrator.jobs import Job
-from orchestrator.monitor.probes import OutputFacts, is_frozen
+from orchestrator.monitor.probes import OutputFacts, activity, is_frozen
 from orchestrator.scheduler.base import Observation, SchedulerState
-
-
-class JobState(enum.Enum):
-    WAITING = "waiting"  # not in the queue: waiting for its start condition or a free slot
-    QUEUED = "queued"  # submitted (or about to be): pending in the scheduler
-    RUNNING = "running"
-    DONE = "done"  # termination rule met
-    FAILED = "failed"  # crash loop: max_failures consecutive failed attempts
-    ABANDONED = "abandoned"  # start condition never met, or cancelled by the user
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATES
-
-
-TERMINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.ABANDONED})
-
-ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.WAITING: frozenset({JobState.QUEUED, JobState.RUNNING, JobState.DONE, JobState.FAILED, JobState.ABANDONED}),
-    JobState.QUEUED: frozenset({JobState.WAITING, JobState.RUNNING, JobState.DONE, JobState.FAILED, JobState.ABANDONED}),
-    JobState.RUNNING: frozenset({JobState.WAITING, JobState.QUEUED, JobState.DONE, JobState.FAILED, JobState.ABANDONED}),
-    # A terminal job only moves again when a new `orch run` re-evaluates it from scratch.
-    JobState.DONE: frozenset({JobState.WAITING}),
-    JobState.FAILED: frozenset({JobState.WAITING}),
-    JobState.ABANDONED: frozenset({JobState.WAITING}),
-}
-
-
-def can_transition(old: JobState, new: JobState) -> bool:
-    return old == new or new in ALLOWED_TRANSITIONS[old]
-
-
-class TransitionError(ValueError):
-    """A state change the life cycle does not allow (a bug, never user input)."""
-
-
-def check_transition(old: JobState, new: JobState) -> None:
-    if not can_transition(old, new):
-        raise TransitionError(f"job state {old.value} -> {new.value} is not allowed")
-
+from orchestrator.state.store import JobRecord
 
 # Endings that are not the job's fault: the job is resubmitted without counting a failure, whatever
 # exit code the scheduler reports for the kill.
 _NOT_FAILURE_ENDINGS = frozenset({SchedulerState.TIMEOUT, SchedulerState.PREEMPTED, SchedulerState.CANCELLED})
+
+# Why the monitor itself cancels a running attempt; such an attempt's ending counts as a failure.
+CANCELLED_FROZEN = "frozen"
+CANCELLED_FAIL_REGEX = "fail_regex"
 
 
 def is_failed_ending(observation: Observation) -> bool:
@@ -88,8 +60,33 @@ class JobView:
     pending_intent: bool = False
     """The current attempt was recorded as an intent to submit but its id never was."""
     output_fingerprint: str | None = None
+    """The current run's activity token (see `probes.activity`) when last seen."""
     output_changed_at: float | None = None
-    """Monitor time at which the output was first seen with its current fingerprint."""
+    """Monitor time at which that token was first seen."""
+    run_start: str | None = None
+    """The scheduler's start time of the current run; None until the attempt is seen running."""
+    run_output_offset: int = 0
+    """Output size when the current run began: earlier text (other attempts, Slurm's lines) is not its own."""
+    cancelled_for: str | None = None
+    """The monitor cancelled the current attempt: `CANCELLED_FROZEN` or `CANCELLED_FAIL_REGEX`."""
+
+
+def view_of(record: JobRecord) -> JobView:
+    current = record.current
+    return JobView(
+        name=record.name,
+        state=record.state,
+        consecutive_failures=record.consecutive_failures,
+        start_attempts=record.start_attempts,
+        start_ready=record.start_ready,
+        scheduler_id=current.scheduler_id if current else None,
+        pending_intent=current is not None and current.scheduler_id is None,
+        output_fingerprint=record.output_fingerprint,
+        output_changed_at=record.output_changed_at,
+        run_start=record.run_start,
+        run_output_offset=record.run_output_offset,
+        cancelled_for=current.cancel_reason if current else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -102,14 +99,17 @@ class Facts:
     observation: Observation | None = None
     """The current attempt as the scheduler sees it (None: no current id, or not reported)."""
     found_by_name: Sequence[Observation] = ()
-    """Active submissions with this job's name other than the current id."""
+    """This campaign's active submissions of this job other than the current id (name and script match)."""
     output: OutputFacts = field(default_factory=OutputFacts)
     termination_probe: bool | None = None
-    """`termination_cmd` result when it ran this cycle, else None."""
+    """A `termination_cmd` result that arrived this cycle, else None."""
+    termination_pending: bool = False
+    """The job is out of the queue and `termination_cmd` has not answered since: nothing may be
+    submitted or ended before it has (an out-of-date "not done" would resubmit a finished job)."""
     start_probe: bool | None = None
-    """`start_condition_cmd` result when it ran this cycle, else None."""
+    """A `start_condition_cmd` result that arrived this cycle, else None."""
     can_submit: bool = True
-    """A slot is free under `--max-jobs`."""
+    """A slot is free under `--max-jobs` and under the cluster's queue limits."""
     max_start_attempts: int | None = None
 
 
@@ -133,11 +133,13 @@ class Submit:
 class Cancel:
     scheduler_id: str
     reason: str
+    why: str
+    """`CANCELLED_FROZEN` or `CANCELLED_FAIL_REGEX`: recorded, and the attempt's end counts as a failure."""
 
 
 @dataclass(frozen=True)
 class Adopt:
-    """Record an active submission found by name as the job's current attempt."""
+    """Record an active submission of this campaign found by name as the job's current attempt."""
 
     observation: Observation
     reason: str
@@ -164,6 +166,14 @@ class RecordOutput:
 
 
 @dataclass(frozen=True)
+class StartRun:
+    """The current attempt began a run: its first, or another under the same id after a requeue."""
+
+    start_key: str
+    output_offset: int
+
+
+@dataclass(frozen=True)
 class StartRefused:
     """The start condition did not say go: one more start attempt."""
 
@@ -179,7 +189,8 @@ class Log:
     message: str
 
 
-Action = Transition | Submit | Cancel | Adopt | EndAttempt | DropIntent | RecordOutput | StartRefused | StartReady | Log
+Action = (Transition | Submit | Cancel | Adopt | EndAttempt | DropIntent | RecordOutput | StartRun | StartRefused
+          | StartReady | Log)
 
 
 def MarkDone(reason: str) -> Transition:  # noqa: N802 - reads as the action it builds
@@ -197,19 +208,18 @@ def Abandon(reason: str) -> Transition:  # noqa: N802
 # ---------------------------------------------------------------- probes due
 
 
-def termination_probe_due(job: Job, view: JobView, last_probe_at: float | None, now: float,
-                          left_queue: bool) -> bool:
-    """Run `termination_cmd` now? At most once per check interval, and always when the job left the queue
-    (the done check must be fresh before a resubmission)."""
+def termination_probe_due(job: Job, view: JobView, last_probe_at: float | None, now: float, needs_fresh: bool) -> bool:
+    """Start `termination_cmd` now? At most once per check interval, and at once when the job is out of the
+    queue and has no answer since (the done check must be fresh before a submission or resubmission)."""
     if not job.termination_cmd or view.state.is_terminal:
         return False
-    if left_queue or last_probe_at is None:
+    if needs_fresh or last_probe_at is None:
         return True
     return now - last_probe_at >= job.check_interval_secs
 
 
 def start_probe_due(job: Job, view: JobView, last_probe_at: float | None, now: float) -> bool:
-    """Run `start_condition_cmd` now? Only for a waiting job that has not been told go, once per check interval."""
+    """Start `start_condition_cmd` now? Only for a waiting job that has not been told go, once per check interval."""
     if not job.start_condition_cmd or view.state != JobState.WAITING or view.start_ready:
         return False
     if view.scheduler_id is not None or view.pending_intent:
@@ -226,8 +236,9 @@ def decide(job: Job, view: JobView, facts: Facts) -> list[Action]:
         return []
     actions: list[Action] = []
     changed_at = view.output_changed_at
-    if facts.output.fingerprint != view.output_fingerprint:
-        actions.append(RecordOutput(facts.output.fingerprint, facts.now))
+    current_activity = activity(facts.output, view.run_output_offset, job.progress_regex)
+    if current_activity != view.output_fingerprint:
+        actions.append(RecordOutput(current_activity, facts.now))
         changed_at = facts.now
     done = facts.output.termination_matched or facts.termination_probe is True
     done_reason = "termination_str found in output" if facts.output.termination_matched else "termination_cmd printed 1"
@@ -241,7 +252,10 @@ def decide(job: Job, view: JobView, facts: Facts) -> list[Action]:
 
     observation = facts.observation or Observation(view.scheduler_id, job.name, SchedulerState.GONE)
     if observation.state.is_active:
-        return actions + _decide_in_queue(job, view, facts, observation, done, done_reason, changed_at)
+        return actions + _decide_in_queue(job, view, facts, observation, done, done_reason, current_activity,
+                                          changed_at)
+    if facts.termination_pending and not done:
+        return actions  # ended: the attempt is closed once the done check has answered
     return actions + _decide_left_queue(job, view, facts, observation, done, done_reason)
 
 
@@ -254,7 +268,7 @@ def _decide_not_in_queue(job: Job, view: JobView, facts: Facts, done: bool, done
             others = ", ".join(o.scheduler_id for o in facts.found_by_name if o is not newest)
             actions.append(Log("duplicate", f"several active submissions named {job.name}; adopting {newest.scheduler_id}, "
                                             f"leaving {others} alone"))
-        actions.append(Adopt(newest, "found in the queue by name"))
+        actions.append(Adopt(newest, "found in the queue by name and script"))
         if done:
             actions.append(MarkDone(done_reason))  # the submission still counts against --max-jobs until it leaves
         elif _state_for(newest.state) != view.state:
@@ -278,7 +292,7 @@ def _decide_waiting(job: Job, view: JobView, facts: Facts, resubmit_after: str =
     ready = view.start_ready or not job.start_condition_cmd
     if not ready:
         if facts.start_probe is None:
-            return actions  # not due yet: wait
+            return actions  # not due yet, or still running: wait
         if not facts.start_probe:
             attempts = view.start_attempts + 1
             actions.append(StartRefused())
@@ -286,15 +300,15 @@ def _decide_waiting(job: Job, view: JobView, facts: Facts, resubmit_after: str =
                 actions.append(Abandon(f"start condition not met after {attempts} tries"))
             return actions
         actions.append(StartReady())
-    if not facts.can_submit:
-        return actions  # --max-jobs: wait for a free slot
+    if not facts.can_submit or facts.termination_pending:
+        return actions  # --max-jobs or a queue limit: wait for a free slot; or for the done check
     if resubmit_after:
         return actions + [Submit(f"after {resubmit_after}", resubmit=True)]
     return actions + [Submit("start condition met" if job.start_condition_cmd else "ready")]
 
 
 def _decide_in_queue(job: Job, view: JobView, facts: Facts, observation: Observation, done: bool,
-                     done_reason: str, changed_at: float | None) -> list[Action]:
+                     done_reason: str, current_activity: str | None, changed_at: float | None) -> list[Action]:
     if done:
         # The work is finished; the submission may still be winding down. Leave it alone: the loop keeps
         # watching it (it counts against --max-jobs) and closes the attempt when it leaves the queue.
@@ -303,26 +317,45 @@ def _decide_in_queue(job: Job, view: JobView, facts: Facts, observation: Observa
     target = _state_for(observation.state)
     if target != view.state:
         actions.append(Transition(target, f"{observation.scheduler_id} is {observation.state.value}"))
-        if target == JobState.RUNNING:
-            # The freeze clock starts when the job starts, not when an old output file last changed.
-            actions.append(RecordOutput(facts.output.fingerprint, facts.now))
+    if observation.state != SchedulerState.RUNNING:
         return actions
-    if target == JobState.RUNNING and observation.state == SchedulerState.RUNNING and is_frozen(
-        facts.output, changed_at, facts.now, job.effective_freeze_secs
-    ):
+    new_run = view.run_start is None or (observation.start_time and observation.start_time != view.run_start)
+    if new_run:
+        # A first run starts at the offset recorded at submission; a requeued run (same id, new start time)
+        # after everything written so far, Slurm's own preemption line included. The freeze clock starts now.
+        offset = view.run_output_offset if view.run_start is None else facts.output.size
+        actions += [StartRun(observation.start_time, offset),
+                    RecordOutput(activity(facts.output, offset, job.progress_regex), facts.now)]
+        if view.run_start is not None:
+            actions.append(Log("requeued", f"{observation.scheduler_id} runs again under the same id "
+                                           "(requeued by the scheduler): not resubmitted"))
+        return actions
+    if view.cancelled_for is not None or target != JobState.RUNNING:
+        return actions  # already asked to stop
+    if job.fail_regex and facts.output.fail_at >= view.run_output_offset:
+        actions.append(Cancel(observation.scheduler_id, f"fail_regex matched: {facts.output.fail_line!r}; cancelling",
+                              CANCELLED_FAIL_REGEX))
+    elif is_frozen(current_activity, changed_at, facts.now, job.effective_freeze_secs):
+        what = "progress" if current_activity and current_activity.startswith("progress:") else "output"
         actions.append(Cancel(observation.scheduler_id,
-                              f"frozen: output unchanged for {job.effective_freeze_secs:g}s; cancelling to resubmit"))
+                              f"frozen: no new {what} for {job.effective_freeze_secs:g}s; cancelling to resubmit",
+                              CANCELLED_FROZEN))
     return actions
 
 
 def _decide_left_queue(job: Job, view: JobView, facts: Facts, observation: Observation, done: bool,
                        done_reason: str) -> list[Action]:
-    failure = is_failed_ending(observation) and not done
+    failed_run = job.fail_regex and facts.output.fail_at >= view.run_output_offset
+    failure = not done and (is_failed_ending(observation) or view.cancelled_for is not None or bool(failed_run))
     actions: list[Action] = [EndAttempt(observation.state.value, observation.exit_code, failure)]
     if done:
         return actions + [MarkDone(done_reason)]
     ending = f"{observation.scheduler_id} ended {observation.state.value}" + (
         f" (exit {observation.exit_code})" if observation.exit_code not in (None, 0) else "")
+    if view.cancelled_for is not None:
+        ending += f" (cancelled by orch: {view.cancelled_for})"
+    elif failed_run:
+        ending += f" (fail_regex matched: {facts.output.fail_line!r})"
     if failure:
         failures = view.consecutive_failures + 1
         if failures >= job.max_failures:

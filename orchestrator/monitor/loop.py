@@ -1,21 +1,22 @@
 """The monitor loop: the one place where decisions become side effects.
 
-Each cycle: ONE scheduler query for every job of the campaign, then for each job gather facts
-(output file, due probes), call the pure `decide`, and apply its actions (store writes, submit,
-cancel, log lines). The store is read afresh every cycle, so it is the single source of truth and
-a restarted monitor picks up exactly where the last one stopped.
+Each cycle: ONE scheduler query for every job of the campaign; for each job, its output file and the
+start/termination probes that are due, launched on the probe runner (never waited on one by one);
+then, with whatever probe results have arrived, the pure `decide` for each job, and its actions
+applied (store writes, submit, cancel, log lines). The store is read afresh every cycle, so it is the
+single source of truth and a restarted monitor picks up exactly where the last one stopped.
 """
 
 from __future__ import annotations
 
-import os
-
 import logging
+import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Callable
 
 from orchestrator.jobs import Job
 from orchestrator.monitor.lifecycle import (
@@ -26,24 +27,35 @@ from orchestrator.monitor.lifecycle import (
     EndAttempt,
     Facts,
     JobState,
+    JobView,
     Log,
     RecordOutput,
     StartReady,
     StartRefused,
+    StartRun,
     Submit,
     Transition,
     decide,
     start_probe_due,
     termination_probe_due,
+    view_of,
 )
-from orchestrator.monitor.probes import FlagResult, OutputFacts, OutputWatcher, resolve_output_path, run_flag_command
-from orchestrator.scheduler.base import Observation, Scheduler, SchedulerUnavailable, SubmitError
-from orchestrator.state.store import StateConflict, StateStore
+from orchestrator.monitor.ownership import is_campaign_submission, recorded_submission
+from orchestrator.monitor.probe_runner import DEFAULT_PROBE_WORKERS, ProbeFunction, ProbeOutcome, ProbeRunner
+from orchestrator.monitor.probes import OutputFacts, OutputWatcher, has_job_id_pattern, resolve_output_path
+from orchestrator.scheduler.base import Observation, Scheduler, SchedulerUnavailable, SubmitError, SubmitLimited
+from orchestrator.state.store import JobRecord, StateConflict, StateStore
 
 LOGGER = logging.getLogger("orch.monitor")
 
 MAX_DEFAULT_POLL_SECS = 60.0
 MAX_BACKOFF_SECS = 300.0
+# How long a cycle waits for the probes it launched before deciding with the results in hand: fast
+# probes are used in the same cycle, slow ones in a later one, and no probe holds back the others.
+MAX_PROBE_WAIT_SECS = 2.0
+# Past a queue limit, how often one submission beyond the campaign's own queued jobs is tried again
+# (other users' or campaigns' jobs may have left the queue meanwhile).
+DEFAULT_LIMIT_RETRY_SECS = 60.0
 
 
 def default_poll_secs(jobs: Sequence[Job]) -> float:
@@ -58,14 +70,40 @@ class MonitorOptions:
     poll_secs: float
     max_jobs: int | None = None
     max_start_attempts: int | None = None
+    probe_workers: int = DEFAULT_PROBE_WORKERS
+    limit_retry_secs: float = DEFAULT_LIMIT_RETRY_SECS
 
 
 @dataclass(frozen=True)
 class CycleReport:
     scheduler_known: bool
-    queries: int
     submitted: int
     finished: bool
+    probes_in_flight: int = 0
+
+
+@dataclass
+class _QueueLimit:
+    """The cluster refused a submission for a queue limit: hold the campaign at what it accepted."""
+
+    cap: int
+    """The campaign's jobs in the queue when the refusal came."""
+    retry_at: float
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    job: Job
+    record: JobRecord
+    view: JobView
+    observation: Observation | None
+    output: OutputFacts
+
+
+@dataclass(frozen=True)
+class _Applied:
+    scheduler_answered: bool = True
+    submitted: bool = False
 
 
 class Monitor:
@@ -76,18 +114,25 @@ class Monitor:
         store: StateStore,
         options: MonitorOptions,
         clock: Callable[[], float] = time.time,
-        probe: Callable[[str], FlagResult] = run_flag_command,
+        probe: ProbeFunction | None = None,
     ) -> None:
         self.jobs = list(jobs)
+        self._by_name = {job.name: job for job in self.jobs}
         self.scheduler = scheduler
         self.store = store
         self.options = options
         self._clock = clock
-        self._probe = probe
+        self._probes = ProbeRunner(options.probe_workers, probe) if probe else ProbeRunner(options.probe_workers)
         self._watcher = OutputWatcher()
         self._stop = threading.Event()
         self.stop_signal: int | None = None
         self._unavailable_cycles = 0
+        # Jobs out of the queue since (monitor time), and those whose termination_cmd answered since then.
+        self._out_since: dict[str, float] = {}
+        self._checked_since_out: set[str] = set()
+        self._queue_limit: _QueueLimit | None = None
+        self._limit_trial_used = False
+        self._logged_once: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------ running
 
@@ -100,21 +145,28 @@ class Monitor:
                 self.store.set_state(name, JobState.WAITING, f"re-evaluated (was {record.state.value})")
                 self.store.update_job(name, consecutive_failures=0, start_attempts=0, start_ready=0)
         self._log(None, "start", f"monitoring {len(names)} jobs with {self.scheduler.name} "
-                                 f"(poll {self.options.poll_secs:g}s, max jobs {self.options.max_jobs or 'unlimited'})")
+                                 f"(poll {self.options.poll_secs:g}s, max jobs {self.options.max_jobs or 'unlimited'}, "
+                                 f"{self.options.probe_workers} probe workers)")
 
     def run(self) -> int:
         """Cycle until every job is done, failed or abandoned (exit 0 only if all are done), or until stopped."""
         self.start()
-        while True:
-            report = self.cycle()
-            if report.finished:
-                return self.summary()
-            if self._stop.wait(self._sleep_secs(report)):
-                active = sum(1 for r in self.store.jobs([j.name for j in self.jobs]).values()
-                             if r.state in (JobState.QUEUED, JobState.RUNNING))
-                self._log(None, "stop", f"monitor stopped; {active} jobs stay in the queue and are re-adopted by the "
-                                        "next `orch run`")
-                return 128 + (self.stop_signal or 2)
+        try:
+            while True:
+                report = self.cycle()
+                if report.finished:
+                    return self.summary()
+                if self._stop.wait(self._sleep_secs(report)):
+                    active = sum(1 for r in self.store.jobs([j.name for j in self.jobs]).values()
+                                 if r.state in (JobState.QUEUED, JobState.RUNNING))
+                    self._log(None, "stop", f"monitor stopped; {active} jobs stay in the queue and are re-adopted by "
+                                            "the next `orch run`")
+                    return 128 + (self.stop_signal or 2)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._probes.close()
 
     def stop(self, signum: int | None = None) -> None:
         """Safe from a signal handler: the loop ends after the current cycle's step."""
@@ -145,118 +197,199 @@ class Monitor:
         records = self.store.jobs([job.name for job in self.jobs])
         live = [job for job in self.jobs if not records[job.name].state.is_terminal]
         if not live:
-            return CycleReport(True, 0, 0, True)  # lingering submissions are not waited for
+            return CycleReport(True, 0, True)  # lingering submissions are not waited for
 
-        known_ids = {a.scheduler_id for a in self.store.attempts() if a.scheduler_id}
-        current_ids = [records[j.name].current.scheduler_id for j in live
-                       if records[j.name].current and records[j.name].current.scheduler_id]
-        # Submissions of finished (or cancelled) jobs still winding down in the queue: watched until they leave.
-        lingering = {r.current.scheduler_id: r.name for r in records.values()
-                     if r.state.is_terminal and r.current and r.current.scheduler_id}
-        try:
-            observations = self.scheduler.query([*current_ids, *lingering], [job.name for job in live])
-            known = True
-            if self._unavailable_cycles:
-                self._log(None, "scheduler-back", "scheduler answers again")
-            self._unavailable_cycles = 0
-        except SchedulerUnavailable as error:
-            observations, known = {}, False
-            self._unavailable_cycles += 1
-            self._log(None, "scheduler-unavailable", f"scheduler query failed ({error}): job states unknown, "
-                                                     "nothing is resubmitted")
+        observations, known = self._query(records, live)
+        by_name = self._campaign_submissions_by_name(observations, records) if known else {}
+        active = self._count_active(records, live, observations, by_name, known)
 
-        by_name: dict[str, list[Observation]] = {}
-        for observation in observations.values():
-            if observation.state.is_active and observation.scheduler_id not in known_ids:
-                by_name.setdefault(observation.name, []).append(observation)
-
-        active = 0
-        for scheduler_id, name in lingering.items() if known else ():
-            observation = observations.get(scheduler_id)
-            if observation is not None and observation.state.is_active:
-                active += 1
-            else:
-                self.store.end_attempt(name, observation.state.value if observation else "GONE",
-                                       observation.exit_code if observation else None)
-        for job in live:
-            view = records[job.name].view()
-            observation = observations.get(view.scheduler_id) if view.scheduler_id else None
-            if (view.scheduler_id and observation and observation.state.is_active) or view.pending_intent \
-                    or (not view.scheduler_id and by_name.get(job.name)):
-                active += 1
+        prepared = [self._prepare(job, records[job.name], observations, by_name, known, now) for job in live]
+        self._probes.wait(min(self.options.poll_secs / 2, MAX_PROBE_WAIT_SECS))
 
         submitted = 0
-        for job in live:
+        self._limit_trial_used = False
+        for item in prepared:
             if self._stop.is_set():
                 break
-            record = records[job.name]
-            view = record.view()
-            observation = observations.get(view.scheduler_id) if view.scheduler_id else None
-            left_queue = known and view.scheduler_id is not None and (observation is None or not observation.state.is_active)
-            path = resolve_output_path(job.output_file, view.scheduler_id or record.last_scheduler_id, job.name)
-            output = self._watcher.facts(path, job.termination_str) if path else OutputFacts()
-
-            termination = None
-            if known and not output.termination_matched and termination_probe_due(
-                    job, view, record.last_termination_probe, now, left_queue):
-                termination = self._run_probe(job, "termination_cmd", job.termination_cmd)
-                self.store.update_job(job.name, last_termination_probe=now)
-            start = None
-            if known and not output.termination_matched and termination is not True and start_probe_due(
-                    job, view, record.last_start_probe, now):
-                start = self._run_probe(job, "start_condition_cmd", job.start_condition_cmd)
-                self.store.update_job(job.name, last_start_probe=now)
-
-            facts = Facts(
-                now=now,
-                scheduler_known=known,
-                observation=observation,
-                found_by_name=tuple(by_name.get(job.name, ())) if not view.scheduler_id else (),
-                output=output,
-                termination_probe=termination,
-                start_probe=start,
-                can_submit=self.options.max_jobs is None or active < self.options.max_jobs,
-                max_start_attempts=self.options.max_start_attempts,
-            )
-            actions = decide(job, view, facts)
-            if any(isinstance(action, Submit) for action in actions):
+            facts = self._facts(item, by_name, known, active, now)
+            applied = self._apply(item.job, item.view.state, decide(item.job, item.view, facts), item.output, active)
+            if applied.submitted:
                 active += 1
                 submitted += 1
-            if not self._apply(job, view.state, actions):
+            if not applied.scheduler_answered:
                 known = False  # the scheduler stopped answering mid-cycle: decide nothing more this cycle
                 self._unavailable_cycles += 1
 
         finished = all(r.state.is_terminal for r in self.store.jobs([job.name for job in self.jobs]).values())
-        return CycleReport(known, 1, submitted, finished)
+        return CycleReport(known, submitted, finished, self._probes.in_flight())
 
-    def _run_probe(self, job: Job, what: str, command: str) -> bool:
-        result = self._probe(command)
+    def _query(self, records: dict[str, JobRecord], live: list[Job]) -> tuple[dict[str, Observation], bool]:
+        """One scheduler query for the campaign; recorded ids now used by another job read GONE."""
+        current = {r.current.scheduler_id: r.name for r in records.values() if r.current and r.current.scheduler_id}
+        try:
+            observations = dict(self.scheduler.query(list(current), [job.name for job in live]))
+        except SchedulerUnavailable as error:
+            self._unavailable_cycles += 1
+            self._log(None, "scheduler-unavailable", f"scheduler query failed ({error}): job states unknown, "
+                                                     "nothing is resubmitted")
+            return {}, False
+        if self._unavailable_cycles:
+            self._log(None, "scheduler-back", "scheduler answers again")
+        self._unavailable_cycles = 0
+        for scheduler_id, name in current.items():
+            if scheduler_id in observations and name in self._by_name:
+                observation = recorded_submission(observations[scheduler_id], self._by_name[name])
+                if observation is not observations[scheduler_id]:
+                    self._log_once(name, f"reused:{scheduler_id}", "id-reused",
+                                   f"{scheduler_id} is now another job ({observations[scheduler_id].name}): "
+                                   "taken as gone, never cancelled")
+                observations[scheduler_id] = observation
+        return observations, True
+
+    def _campaign_submissions_by_name(self, observations: dict[str, Observation],
+                                      records: dict[str, JobRecord]) -> dict[str, list[Observation]]:
+        """Active submissions of this campaign's jobs that the store does not know (to adopt, never resubmit)."""
+        known_ids = {a.scheduler_id for a in self.store.attempts() if a.scheduler_id}
+        found: dict[str, list[Observation]] = {}
+        for observation in observations.values():
+            job = self._by_name.get(observation.name)
+            if job is None or not observation.state.is_active or observation.scheduler_id in known_ids:
+                continue
+            if is_campaign_submission(observation, job):
+                found.setdefault(job.name, []).append(observation)
+            else:
+                self._log_once(job.name, f"foreign:{observation.scheduler_id}", "foreign",
+                               f"{observation.scheduler_id} in the queue is named {job.name} but runs "
+                               f"{observation.script or 'an unknown script'}, not {job.sbatch_script}: another "
+                               "campaign's job, left alone")
+        return found
+
+    def _count_active(self, records: dict[str, JobRecord], live: list[Job], observations: dict[str, Observation],
+                      by_name: dict[str, list[Observation]], known: bool) -> int:
+        """The campaign's submissions in the queue (what --max-jobs and queue limits count); ends lingering ones."""
+        active = 0
+        if known:
+            for record in records.values():
+                if not (record.state.is_terminal and record.current and record.current.scheduler_id):
+                    continue
+                # A finished (or cancelled) job's submission still winding down in the queue: watched until it leaves.
+                observation = observations.get(record.current.scheduler_id)
+                if observation is not None and observation.state.is_active:
+                    active += 1
+                else:
+                    self.store.end_attempt(record.name, observation.state.value if observation else "GONE",
+                                           observation.exit_code if observation else None)
+        for job in live:
+            view = view_of(records[job.name])
+            observation = observations.get(view.scheduler_id) if view.scheduler_id else None
+            if (view.scheduler_id and observation and observation.state.is_active) or view.pending_intent \
+                    or (not view.scheduler_id and by_name.get(job.name)):
+                active += 1
+        return active
+
+    def _prepare(self, job: Job, record: JobRecord, observations: dict[str, Observation],
+                 by_name: dict[str, list[Observation]], known: bool, now: float) -> _Prepared:
+        """Read the job's output and launch the probes that are due."""
+        view = view_of(record)
+        observation = observations.get(view.scheduler_id) if view.scheduler_id else None
+        if known:
+            in_queue = (observation is not None and observation.state.is_active) if view.scheduler_id \
+                else bool(by_name.get(job.name))
+            if in_queue:
+                self._out_since.pop(job.name, None)
+                self._checked_since_out.discard(job.name)
+            else:
+                self._out_since.setdefault(job.name, now)
+        path = resolve_output_path(job.output_file, view.scheduler_id or record.last_scheduler_id, job.name)
+        output = (self._watcher.facts(path, job.termination_str, job.progress_regex, job.fail_regex)
+                  if path else OutputFacts())
+        if known and not output.termination_matched:
+            if termination_probe_due(job, view, record.last_termination_probe, now, self._needs_fresh_check(job.name)):
+                if self._probes.launch((job.name, "termination_cmd"), job.termination_cmd, job.probe_timeout_secs, now):
+                    self.store.update_job(job.name, last_termination_probe=now)
+            if start_probe_due(job, view, record.last_start_probe, now):
+                if self._probes.launch((job.name, "start_condition_cmd"), job.start_condition_cmd,
+                                       job.probe_timeout_secs, now):
+                    self.store.update_job(job.name, last_start_probe=now)
+        return _Prepared(job, record, view, observation, output)
+
+    def _needs_fresh_check(self, name: str) -> bool:
+        return name in self._out_since and name not in self._checked_since_out
+
+    def _facts(self, item: _Prepared, by_name: dict[str, list[Observation]], known: bool, active: int,
+               now: float) -> Facts:
+        job = item.job
+        termination = self._take_probe(job, "termination_cmd")
+        termination_flag = None
+        if termination is not None and termination.launched_at >= self._out_since.get(job.name, termination.launched_at):
+            termination_flag = termination.result.flag
+            if job.name in self._out_since:
+                self._checked_since_out.add(job.name)
+        # else: launched while the job was still in the queue; a fresh one starts next cycle.
+        start = self._take_probe(job, "start_condition_cmd")
+        return Facts(
+            now=now,
+            scheduler_known=known,
+            observation=item.observation,
+            found_by_name=tuple(by_name.get(job.name, ())) if not item.view.scheduler_id else (),
+            output=item.output,
+            termination_probe=termination_flag,
+            termination_pending=(bool(job.termination_cmd) and not item.output.termination_matched
+                                 and self._needs_fresh_check(job.name)),
+            start_probe=start.result.flag if start is not None else None,
+            can_submit=self._can_submit(active, now),
+            max_start_attempts=self.options.max_start_attempts,
+        )
+
+    def _take_probe(self, job: Job, what: str) -> ProbeOutcome | None:
+        outcome = self._probes.take((job.name, what))
+        if outcome is None:
+            return None
+        result = outcome.result
         LOGGER.debug("%s: %s %s", job.name, what, result.detail)
-        if result.error:
+        if result.timed_out:
+            self._log_once(job.name, f"timeout:{what}", "probe-timeout",
+                           f"{what} {result.detail}; taken as 'no' (logged once; probe_timeout_secs sets the limit)")
+        elif result.error:
             self._log(job.name, "probe-error", f"{what} {result.detail}; taken as 'no'")
-        return result.flag
+        return outcome
+
+    def _can_submit(self, active: int, now: float) -> bool:
+        if self.options.max_jobs is not None and active >= self.options.max_jobs:
+            return False
+        limit = self._queue_limit
+        if limit is None:
+            return True
+        # Held at what the cluster accepted: below it when our own jobs left, or one trial past it now and then.
+        return active < limit.cap or (now >= limit.retry_at and not self._limit_trial_used)
+
+    def _log_once(self, job: str | None, key: str, kind: str, message: str) -> None:
+        if (job or "", key) not in self._logged_once:
+            self._logged_once.add((job or "", key))
+            self._log(job, kind, message, logging.WARNING)
 
     # ------------------------------------------------------------ side effects
 
-    def _apply(self, job: Job, state: JobState, actions: list[Action]) -> bool:
-        """Carry out one job's actions in order. False when the scheduler became unavailable."""
+    def _apply(self, job: Job, state: JobState, actions: list[Action], output: OutputFacts, active: int) -> _Applied:
+        """Carry out one job's actions in order."""
         try:
-            return self._apply_all(job, state, actions)
+            return self._apply_all(job, state, actions, output, active)
         except StateConflict as conflict:
             # `orch cancel` (or another writer) moved the job after this cycle read it: its facts are stale.
             self._log(job.name, "conflict", f"state changed meanwhile ({conflict}); decision dropped", logging.WARNING)
-            return True
+            return _Applied()
 
-    def _apply_all(self, job: Job, state: JobState, actions: list[Action]) -> bool:
+    def _apply_all(self, job: Job, state: JobState, actions: list[Action], output: OutputFacts, active: int) -> _Applied:
         name = job.name
+        submitted = False
         for action in actions:
             if isinstance(action, RecordOutput):
                 self.store.update_job(name, output_fingerprint=action.fingerprint, output_changed_at=action.seen_at)
+            elif isinstance(action, StartRun):
+                self.store.start_run(name, action.start_key, action.output_offset)
             elif isinstance(action, Transition):
                 old = self.store.set_state(name, action.to, action.reason, expected=state)
                 state = action.to
-                if action.to == JobState.RUNNING:
-                    self.store.mark_started(name)
                 if old != action.to:
                     kind = {JobState.DONE: "done", JobState.FAILED: "gave-up", JobState.ABANDONED: "gave-up"}.get(
                         action.to, "state")
@@ -265,17 +398,22 @@ class Monitor:
             elif isinstance(action, Submit):
                 self.store.set_state(name, JobState.QUEUED, f"submitting ({action.reason})", expected=state)
                 state = JobState.QUEUED
-                if not self._submit(job, action):
-                    return False
+                outcome = self._submit(job, action, output, active)
+                if outcome is None:
+                    return _Applied(scheduler_answered=False)
+                submitted = outcome
+                if not outcome:
+                    return _Applied()  # refused: the job is waiting again, nothing more to do this cycle
             elif isinstance(action, Cancel):
-                self._log(name, "frozen", action.reason, logging.WARNING)
+                self._log(name, action.why.replace("_", "-"), action.reason, logging.WARNING)
                 try:
                     self.scheduler.cancel([action.scheduler_id])
                 except SchedulerUnavailable as error:
                     self._log(name, "cancel-failed", f"cancel {action.scheduler_id}: {error}; will retry", logging.WARNING)
-                    return False
+                    return _Applied(scheduler_answered=False)
+                self.store.mark_cancelled(name, action.why)
             elif isinstance(action, Adopt):
-                self.store.record_adopted(name, action.observation.scheduler_id)
+                self.store.record_adopted(name, action.observation.scheduler_id, output_offset=output.size)
                 self._log(name, "adopted", f"adopted {action.observation.scheduler_id} "
                                            f"({action.observation.state.value}): {action.reason}")
             elif isinstance(action, EndAttempt):
@@ -294,13 +432,18 @@ class Monitor:
                 self._log(name, "start-ready", "start condition met")
             elif isinstance(action, Log):
                 self._log(name, action.kind, action.message, logging.WARNING)
-        return True
+        return _Applied(submitted=submitted)
 
-    def _submit(self, job: Job, action: Submit) -> bool:
+    def _submit(self, job: Job, action: Submit, output: OutputFacts, active: int) -> bool | None:
+        """Submit once. True: submitted; False: refused (the job waits again); None: no answer (state unknown)."""
         name, reason = job.name, action.reason
+        trial = self._queue_limit is not None and active >= self._queue_limit.cap
+        self._limit_trial_used |= trial
         # The intent is durable BEFORE the submit command runs: a monitor killed in between finds the
-        # submission again by name instead of submitting twice.
-        attempt = self.store.record_intent(name)
+        # submission again by name instead of submitting twice. It also fixes where this attempt's output
+        # begins: a per-submission log (%j) is new, an appended one keeps its earlier attempts' text.
+        offset = 0 if has_job_id_pattern(job.output_file) else output.size
+        attempt = self.store.record_intent(name, output_offset=offset)
         self.store.update_job(name, start_ready=0)
         _make_output_dir(job)
         try:
@@ -308,6 +451,13 @@ class Monitor:
         except SchedulerUnavailable as error:
             self._log(name, "submit-unknown", f"submit did not answer ({error}); the intent is kept and the job "
                                               "is looked for by name before anything is submitted again", logging.WARNING)
+            return None
+        except SubmitLimited as error:
+            # Definitely not submitted, and not the job's fault: forget the intent, keep its "go", wait for a slot.
+            self.store.discard_intent(attempt)
+            self.store.update_job(name, start_ready=1)
+            self.store.set_state(name, JobState.WAITING, "queue limit reached: waiting for a free slot")
+            self._limit_reached(name, active, error)
             return False
         except SubmitError as error:
             self.store.end_attempt(name, "SUBMIT_ERROR")
@@ -318,11 +468,23 @@ class Monitor:
             else:
                 self.store.set_state(name, JobState.WAITING, f"submit refused: {error}")
                 self._log(name, "submit-error", f"submit refused ({failures}/{job.max_failures}): {error}", logging.ERROR)
-            return True
+            return False
         self.store.record_submitted(attempt, scheduler_id)
         kind = "resubmitted" if action.resubmit else "submitted"
         self._log(name, kind, f"{kind} {scheduler_id} ({reason})")
+        if trial:
+            self._queue_limit = None  # accepted past the old cap: the limit moved (raised, or other jobs left)
+            self._log(None, "queue-limit-cleared", f"the cluster accepts submissions again ({active + 1} in the queue)")
         return True
+
+    def _limit_reached(self, name: str, active: int, error: SubmitError) -> None:
+        retry_at = self._clock() + self.options.limit_retry_secs
+        if self._queue_limit is None:
+            self._log(name, "queue-limit", f"the cluster refused a submission for a queue limit with {active} of the "
+                                           f"campaign's jobs in the queue; holding at that until one leaves (trying "
+                                           f"once more every {self.options.limit_retry_secs:g}s); not a failure: "
+                                           f"{str(error).splitlines()[0][:300]}", logging.WARNING)
+        self._queue_limit = _QueueLimit(cap=active, retry_at=retry_at)
 
     def _log(self, job: str | None, kind: str, message: str, level: int = logging.INFO) -> None:
         LOGGER.log(level, "%s%s", f"{job}: " if job else "", message)

@@ -1,18 +1,17 @@
-"""Facts about a job the scheduler does not know: its output file, its start and termination commands.
+"""Facts about a job the scheduler does not know: what its output file says.
 
-`is_frozen` is pure. The readers (`OutputWatcher`, `run_flag_command`) touch the file system or run
-a shell command; only the loop calls them.
+`OutputWatcher` reads only the bytes appended since its last look (training logs grow to gigabytes
+over weeks) and answers, in one pass: did `termination_str` match, where did the job's own output end
+(Slurm's own `slurmstepd: ... ***` lines do not count), the last `progress_regex` value and the last
+`fail_regex` line. Offsets let the decision judge a run on what was written since that run began.
+Start and termination commands run elsewhere (`probe_runner`), never here.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import subprocess
 from dataclasses import dataclass
-
-# A probe that hangs must not stall the monitor of a whole campaign.
-PROBE_TIMEOUT_SECS = 120.0
 
 
 @dataclass(frozen=True)
@@ -23,15 +22,44 @@ class OutputFacts:
     """Size and modification time; None when the file does not exist."""
     size: int = 0
     termination_matched: bool = False
+    content_end: int = 0
+    """Where the job's own output ends: the file's size less trailing lines Slurm wrote itself."""
+    progress: str | None = None
+    """The last `progress_regex` match (its first group, else the whole match)."""
+    progress_at: int = -1
+    """Offset of the line holding that match (-1: none yet)."""
+    fail_at: int = -1
+    """Offset of the last line matching `fail_regex` (-1: none)."""
+    fail_line: str = ""
 
 
-def is_frozen(output: OutputFacts, changed_at: float | None, now: float, freeze_secs: float) -> bool:
-    """A running job is frozen when its non-empty output has not changed for `freeze_secs`.
+# What Slurm's step daemon writes into a job's output when it kills the job, e.g. (seen here)
+# `slurmstepd-vm: error: *** JOB 5 ON vm CANCELLED AT 2026-11-23T20:31:31 DUE TO PREEMPTION ***`;
+# the same shape for TIME LIMIT, NODE FAILURE and plain cancellation, and for a STEP instead of a JOB.
+SLURM_OWN_LINE = re.compile(rb"^slurmstepd(?:-[^:\s]*)?: error: \*\*\* (?:JOB|STEP) .*\*\*\*\s*$")
+
+
+def activity(output: OutputFacts, run_offset: int, progress_regex: str) -> str | None:
+    """A token that changes whenever the current run shows life; None when it has written nothing yet.
+
+    With a `progress_regex` that has matched in this run, only a new progress value is life (a job that
+    keeps printing warnings but no longer advances is frozen). Otherwise any output of the job's own.
+    """
+    if progress_regex and output.progress_at >= run_offset and output.progress is not None:
+        return f"progress:{output.progress}"
+    if output.content_end > run_offset:
+        return f"bytes:{output.content_end}"
+    return None
+
+
+def is_frozen(current_activity: str | None, changed_at: float | None, now: float, freeze_secs: float) -> bool:
+    """Frozen: the current run has shown life once, then none for `freeze_secs` by the monitor's clock.
 
     `changed_at` is the monitor's own time of the last change it saw (not the file's mtime, which
-    comes from another machine's clock on a shared file system).
+    comes from another machine's clock on a shared file system). A run that has written nothing is
+    never frozen (AutoExperiment's rule): its time limit ends it.
     """
-    if output.fingerprint is None or output.size == 0 or changed_at is None:
+    if current_activity is None or changed_at is None:
         return False
     return now - changed_at >= freeze_secs
 
@@ -46,92 +74,120 @@ def resolve_output_path(pattern: str, scheduler_id: str | None, name: str) -> st
     """
     if "%" not in pattern:
         return pattern
-    if scheduler_id is None and re.search(r"%\d*[jA]", pattern):
+    if scheduler_id is None and has_job_id_pattern(pattern):
         return None
     values = {"j": scheduler_id or "", "A": scheduler_id or "", "x": name, "%": "%",
               "u": os.environ.get("USER") or str(os.getuid())}
     return _LOG_PATTERN.sub(lambda m: values[m[2]].zfill(int(m[1] or 0)), pattern)
 
 
-# A match may straddle two reads: each read goes back this far into what was already searched.
+def has_job_id_pattern(pattern: str) -> bool:
+    """Does every submission write its own file (`%j`/`%A` in the name)?"""
+    return re.search(r"%\d*[jA]", pattern.replace("%%", "")) is not None
+
+
+# A termination match may straddle two reads: each read goes back this far into what was already searched.
 SEARCH_OVERLAP_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Patterns:
+    termination: str = ""
+    progress: str = ""
+    fail: str = ""
 
 
 @dataclass
 class _Scan:
-    fingerprint: str
-    scanned: int  # bytes of the file already searched
-    matched: bool
+    fingerprint: str = ""
+    scanned: int = 0  # bytes of the file already read
+    lines_done: int = 0  # offset of the first byte not yet read as part of a complete line
+    matched: bool = False
+    content_end: int = 0
+    progress: str | None = None
+    progress_at: int = -1
+    fail_at: int = -1
+    fail_line: str = ""
+    in_long_line: bool = False  # the bytes up to the next newline belong to an over-long line already passed
+
+
+# A line still being written is read again once complete, unless it is longer than this: then it is passed
+# over (no progress or failure text is that long), so a log without newlines is never re-read whole.
+MAX_PARTIAL_LINE_BYTES = SEARCH_OVERLAP_BYTES
 
 
 class OutputWatcher:
-    """Stats output files every cycle; searches only what was appended since the last search.
+    """Stats output files every cycle; reads only what was appended since the last read.
 
-    Training logs grow to gigabytes over weeks: re-reading whole files every poll would cost more
-    than the monitor's every other work. A file that shrank (rewritten) is searched again from 0.
+    A file that shrank (rewritten) is read again from 0.
     """
 
     def __init__(self) -> None:
-        self._scans: dict[tuple[str, str], _Scan] = {}
+        self._scans: dict[tuple[str, Patterns], _Scan] = {}
+        self._compiled: dict[str, re.Pattern[bytes]] = {}
 
-    def facts(self, path: str, termination_str: str) -> OutputFacts:
+    def facts(self, path: str, termination_str: str = "", progress_regex: str = "", fail_regex: str = "") -> OutputFacts:
         try:
             stat = os.stat(path)
         except OSError:
             return OutputFacts()
         fingerprint = f"{stat.st_size}:{stat.st_mtime_ns}"
-        if not termination_str:
-            return OutputFacts(fingerprint, stat.st_size)
-        key = (path, termination_str)
+        key = (path, Patterns(termination_str, progress_regex, fail_regex))
         scan = self._scans.get(key)
         if scan is None or stat.st_size < scan.scanned:
-            scan = self._scans[key] = _Scan("", 0, False)
-        if scan.fingerprint != fingerprint and not scan.matched:
-            start = max(0, scan.scanned - SEARCH_OVERLAP_BYTES)
-            found, end = _search_from(path, termination_str, start)
-            scan.matched, scan.scanned = found, max(end, scan.scanned)
-        scan.fingerprint = fingerprint
-        return OutputFacts(fingerprint, stat.st_size, scan.matched)
+            scan = self._scans[key] = _Scan()
+        if scan.fingerprint != fingerprint:
+            self._read(path, key[1], scan)
+            scan.fingerprint = fingerprint
+        return OutputFacts(fingerprint, stat.st_size, scan.matched, scan.content_end, scan.progress,
+                           scan.progress_at, scan.fail_at, scan.fail_line)
 
+    def _pattern(self, text: str) -> re.Pattern[bytes]:
+        if text not in self._compiled:
+            self._compiled[text] = re.compile(text.encode())
+        return self._compiled[text]
 
-def _search_from(path: str, pattern: str, offset: int) -> tuple[bool, int]:
-    """Search the file from `offset` to its end; returns (matched, bytes read up to)."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
-    except OSError:
-        return False, offset
-    return re.search(pattern, data.decode(errors="ignore")) is not None, offset + len(data)
+    def _read(self, path: str, patterns: Patterns, scan: _Scan) -> None:
+        start = scan.lines_done
+        if patterns.termination and not scan.matched:
+            start = min(start, max(0, scan.scanned - SEARCH_OVERLAP_BYTES))
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(start)
+                data = handle.read()
+        except OSError:
+            return
+        end = start + len(data)
+        if patterns.termination and not scan.matched:
+            scan.matched = re.search(patterns.termination, data.decode(errors="ignore")) is not None
+        scan.scanned = max(scan.scanned, end)
+        self._read_lines(data[scan.lines_done - start:], scan.lines_done, end, patterns, scan)
 
-
-@dataclass(frozen=True)
-class FlagResult:
-    """A start/termination command's verdict: `flag` is True only when it printed `1`."""
-
-    flag: bool
-    detail: str = ""
-    error: bool = False
-    """The command failed, timed out or printed no number (worth a log line)."""
-
-
-def run_flag_command(command: str, cwd: str | None = None, timeout: float = PROBE_TIMEOUT_SECS) -> FlagResult:
-    """Run a shell command that answers by printing `1` (yes) or anything else (no).
-
-    AutoExperiment's convention. A command that fails, times out or prints something that is not a
-    number is a "no" (with a detail to log), never a crash of the monitor.
-    """
-    try:
-        completed = subprocess.run(command, shell=True, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return FlagResult(False, f"timed out after {timeout:g}s", error=True)
-    except OSError as error:
-        return FlagResult(False, f"could not run: {error}", error=True)
-    text = completed.stdout.strip()
-    if completed.returncode != 0:
-        stderr = completed.stderr.strip().splitlines()
-        return FlagResult(False, f"exit {completed.returncode}" + (f": {stderr[-1]}" if stderr else ""), error=True)
-    try:
-        return FlagResult(int(text.split()[-1]) == 1 if text else False, f"printed {text[-40:]!r}")
-    except ValueError:
-        return FlagResult(False, f"printed {text[-40:]!r}, not a number", error=True)
+    def _read_lines(self, data: bytes, offset: int, end: int, patterns: Patterns, scan: _Scan) -> None:
+        progress = self._pattern(patterns.progress) if patterns.progress else None
+        fail = self._pattern(patterns.fail) if patterns.fail else None
+        if scan.in_long_line:  # the rest of a line passed over earlier
+            newline = data.find(b"\n")
+            skipped = len(data) if newline < 0 else newline + 1
+            data, offset, scan.in_long_line = data[skipped:], offset + skipped, newline < 0
+            scan.lines_done, scan.content_end = offset, offset
+            if not data:
+                return
+        complete = data.rfind(b"\n") + 1  # a partial last line is read again once it is complete
+        position = offset
+        for line in data[:complete].splitlines(keepends=True):
+            line_start, position = position, position + len(line)
+            if SLURM_OWN_LINE.match(line):
+                continue
+            scan.content_end = position
+            if progress is not None:
+                for match in progress.finditer(line):
+                    value = (match.group(1) if match.re.groups else None) or match.group(0)
+                    scan.progress, scan.progress_at = value.decode(errors="replace"), line_start
+            if fail is not None and fail.search(line):
+                scan.fail_at, scan.fail_line = line_start, line.decode(errors="replace").strip()[:200]
+        scan.lines_done = offset + complete
+        if complete < len(data):  # the job is writing a line (a progress bar without newline): that is life
+            scan.content_end = end
+            if len(data) - complete > MAX_PARTIAL_LINE_BYTES:
+                scan.lines_done, scan.in_long_line = end, True

@@ -52,6 +52,13 @@ class Observation:
     state: SchedulerState
     exit_code: int | None = None
     reason: str = ""
+    start_time: str = ""
+    """When the current run started, as the scheduler prints it ("" if unknown or not started). A job
+    requeued under the same id (preemption, `scontrol requeue`) starts again with a new start time."""
+    script: str = ""
+    """The batch script the scheduler runs for this submission (absolute where the scheduler knows it)."""
+    work_dir: str = ""
+    """The submission's working directory (a relative `script` is relative to it)."""
 
 
 class SchedulerUnavailable(Exception):
@@ -62,6 +69,14 @@ class SubmitError(Exception):
     """The submit command ran but did not submit (non-zero exit, no job id in its output)."""
 
 
+class SubmitLimited(SubmitError):
+    """The scheduler refused the submission because a queue limit is reached (e.g. MaxSubmitJobs).
+
+    Nothing was submitted, and the same submission is accepted once jobs leave the queue: waiting
+    is the cure, so it never counts as the job's failure.
+    """
+
+
 class Scheduler(Protocol):
     name: str
 
@@ -69,7 +84,8 @@ class Scheduler(Protocol):
         """Submit the job's rendered script; return the scheduler id.
 
         Raises `SchedulerUnavailable` when the scheduler could not be reached (the job may or may
-        not have been submitted: the caller reconciles by name), `SubmitError` when it refused.
+        not have been submitted: the caller reconciles by name), `SubmitLimited` when a queue limit
+        refused it (retry later), `SubmitError` when it refused for any other reason.
         """
         ...
 
@@ -78,7 +94,8 @@ class Scheduler(Protocol):
 
         Returns observations keyed by scheduler id for: every id in `scheduler_ids` (with its final
         state, or GONE, if it left the queue), and every active job of this user whose name is in
-        `names` (so a submission whose id was never recorded is found again).
+        `names` (so a submission whose id was never recorded is found again), with its `script` and
+        `work_dir` so the caller can tell its own submissions from another campaign's of the same name.
         Raises `SchedulerUnavailable` if the scheduler could not be asked.
         """
         ...

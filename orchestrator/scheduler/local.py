@@ -14,6 +14,7 @@ State folder (default `.orch/local/`), each file written once, atomically, by on
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -319,28 +320,28 @@ class LocalScheduler:
         record = _read_json(paths.record)
         if record is None:
             return Observation(job_id, "", SchedulerState.GONE, reason="unknown id")
-        name = record["name"]
+        seen = functools.partial(Observation, job_id, record["name"], script=record.get("script", ""),
+                                 work_dir=record.get("cwd", ""))
         end = _read_json(paths.end)
-        if end is not None:
-            return Observation(job_id, name, SchedulerState(end["state"]), end.get("exit_code"), end.get("reason", ""))
-        wrapper_alive = _alive(record.get("wrapper_pid"), record.get("wrapper_start"))
+        wrapper_alive = end is None and _alive(record.get("wrapper_pid"), record.get("wrapper_start"))
         # The wrapper may have finished between the two reads above.
-        end = _read_json(paths.end)
-        if end is not None:
-            return Observation(job_id, name, SchedulerState(end["state"]), end.get("exit_code"), end.get("reason", ""))
+        end = end or _read_json(paths.end)
         run = _read_json(paths.run)
+        started = str(run["started_at"]) if run else ""
+        if end is not None:
+            return seen(SchedulerState(end["state"]), end.get("exit_code"), end.get("reason", ""), start_time=started)
         if wrapper_alive:
-            return Observation(job_id, name, SchedulerState.RUNNING if run else SchedulerState.PENDING)
+            return seen(SchedulerState.RUNNING if run else SchedulerState.PENDING, start_time=started)
         if record.get("wrapper_pid") is None and run is None:
             # Recorded, but the submitter stopped before noting the wrapper's pid: it is starting, or never will.
             if time.time() - record.get("submitted_at", 0) < _START_GRACE_SECS:
-                return Observation(job_id, name, SchedulerState.PENDING, reason="starting")
-            return Observation(job_id, name, SchedulerState.GONE, reason="never started")
+                return seen(SchedulerState.PENDING, reason="starting")
+            return seen(SchedulerState.GONE, reason="never started")
         if run is not None and _group_alive(run["pgid"]):
             # The wrapper died (killed, machine sleep...) but the script still runs: re-adopt it as
             # running; its exit code is lost, so its end will read GONE.
-            return Observation(job_id, name, SchedulerState.RUNNING, reason="wrapper lost")
-        return Observation(job_id, name, SchedulerState.GONE, reason="wrapper ended without a final state")
+            return seen(SchedulerState.RUNNING, reason="wrapper lost", start_time=started)
+        return seen(SchedulerState.GONE, reason="wrapper ended without a final state", start_time=started)
 
     def _reap(self) -> None:
         self._children = [child for child in self._children if child.poll() is None]

@@ -2,68 +2,39 @@
 
 Every command goes through one runner (`run_command`, injectable for tests), so this module is the only
 place orch talks to Slurm. A query costs at most 3 commands whatever the number of jobs: one squeue for
-all of this user's jobs, one `scontrol show config` the first time a job is missing from it (to learn
-whether accounting works, cached), and one sacct for all missing jobs when it does.
+all of this user's jobs, one `scontrol show config` the first time a job has ended (to learn whether
+accounting works, cached), and one sacct for all ended jobs when it does.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
+from orchestrator import process
 from orchestrator.jobs import Job
+from orchestrator.process import CommandResult
 from orchestrator.scheduler import slurm_parse
-from orchestrator.scheduler.base import Observation, SchedulerState, SchedulerUnavailable, SubmitError
+from orchestrator.scheduler.base import Observation, SchedulerState, SchedulerUnavailable, SubmitError, SubmitLimited
 
 DEFAULT_TIMEOUT_SECS = 60.0  # an unreachable controller makes squeue/sbatch fail after ~9 s here
 JOBCOMP_TAIL_BYTES = 8 * 1024 * 1024  # the newest finished jobs are at the end of the jobcomp file
 
 
-@dataclass(frozen=True)
-class CommandResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return f"{self.stdout}\n{self.stderr}".strip()
+def run_command(argv: Sequence[str], timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
+    """The subprocess edge: a command that cannot start or overruns means "Slurm's state is unknown"."""
+    try:
+        return process.run_command(argv, timeout, env)
+    except (OSError, process.CommandTimeout) as error:
+        raise SchedulerUnavailable(f"cannot run {argv[0]}: {error}") from error
 
 
 class CommandRunner(Protocol):
     def __call__(self, argv: Sequence[str], timeout: float) -> CommandResult:
         """Run argv; raise SchedulerUnavailable if it cannot be started or exceeds timeout."""
         ...
-
-
-def run_command(argv: Sequence[str], timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
-    """The subprocess edge. A timeout kills the command's whole process group (a `sh -c` and its sbatch)."""
-    try:
-        process = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=dict(env) if env is not None else None,
-            start_new_session=True,
-        )
-    except OSError as error:
-        raise SchedulerUnavailable(f"cannot run {argv[0]}: {error}") from error
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.communicate()
-        raise SchedulerUnavailable(f"{' '.join(argv)} timed out after {timeout:g}s") from None
-    return CommandResult(process.returncode, stdout, stderr)
 
 
 @dataclass(frozen=True)
@@ -118,6 +89,8 @@ class SlurmScheduler:
             return job_id
         if slurm_parse.is_controller_unreachable(result.output):
             raise SchedulerUnavailable(f"{command}: {result.output[:500]}")
+        if result.returncode != 0 and slurm_parse.is_queue_limit_refusal(result.output):
+            raise SubmitLimited(f"{command}: {result.output[:500]}")
         if result.returncode != 0:
             raise SubmitError(f"{command} failed (exit {result.returncode}): {result.output[:500]}")
         raise SubmitError(f"{command} printed no job id: {result.output[:500]!r}")
@@ -133,9 +106,9 @@ class SlurmScheduler:
             for job_id, obs in listed.items()
             if job_id in wanted_ids or (obs.state.is_active and obs.name in wanted_names)
         }
-        missing = sorted(wanted_ids - found.keys(), key=_numeric_first)
-        if missing:
-            found.update(self._finished(missing))
+        ended = sorted((i for i in wanted_ids if i not in found or not found[i].state.is_active), key=_numeric_first)
+        if ended:
+            found.update(self._finished(ended, found))
         return found
 
     def cancel(self, scheduler_ids: Collection[str]) -> None:
@@ -154,22 +127,42 @@ class SlurmScheduler:
             self._features = ClusterFeatures.from_config(config)
         return self._features
 
-    def _finished(self, job_ids: Sequence[str]) -> dict[str, Observation]:
-        """Final states of jobs that left squeue: sacct, else the jobcomp file, else GONE."""
+    def _finished(self, job_ids: Sequence[str], listed: Mapping[str, Observation]) -> dict[str, Observation]:
+        """Final states of jobs that ended or left squeue, from the most authoritative record there is."""
         features = self._cluster_features()
-        learned: dict[str, Observation] = {}
+        accounted: dict[str, Observation] = {}
         if features.accounting:
-            result = self._run_checked(
-                ["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", slurm_parse.SACCT_FIELDS]
-            )
-            learned.update(slurm_parse.parse_sacct(result.stdout))
-        unknown = [i for i in job_ids if i not in learned]
-        if unknown and features.jobcomp_file:
-            learned.update(slurm_parse.parse_jobcomp(_read_tail(features.jobcomp_file), unknown))
-        return {
-            job_id: learned.get(job_id) or Observation(scheduler_id=job_id, name="", state=SchedulerState.GONE)
-            for job_id in job_ids
-        }
+            result = self._run_checked(["sacct", "-n", "-P", "-X", "--delimiter", slurm_parse.FIELD_SEPARATOR,
+                                        "-j", ",".join(job_ids), "-o", slurm_parse.SACCT_FIELDS])
+            accounted = slurm_parse.parse_sacct(result.stdout)
+        unknown = [i for i in job_ids if i not in accounted and i not in listed]
+        from_jobcomp = (slurm_parse.parse_jobcomp(_read_tail(features.jobcomp_file), unknown)
+                        if unknown and features.jobcomp_file else {})
+        return {job_id: final_observation(job_id, listed.get(job_id), accounted.get(job_id), from_jobcomp.get(job_id))
+                for job_id in job_ids}
+
+
+def final_observation(job_id: str, queue: Observation | None, accounting: Observation | None,
+                      jobcomp: Observation | None = None) -> Observation:
+    """How a job that is not active in squeue ended.
+
+    The accounting record wins when it is final: it outlives MinJobAge and names the run that counts.
+    While slurmdbd lags behind the controller it may still say RUNNING for a job squeue already shows
+    ended: squeue's ending is taken then. A job the controller no longer lists at all is not running,
+    whatever a stale accounting row says (the controller knows every active job): GONE, never active.
+    """
+    if accounting is not None and not accounting.state.is_active:
+        if queue is not None:  # keep what only squeue reports: the batch script, and a reason sacct leaves out
+            return replace(accounting, script=queue.script, work_dir=accounting.work_dir or queue.work_dir,
+                           reason=accounting.reason or queue.reason)
+        return accounting
+    if queue is not None:
+        return queue
+    if jobcomp is not None:
+        return jobcomp
+    reason = "accounting still lists it as active, the controller does not" if accounting is not None else ""
+    return Observation(scheduler_id=job_id, name=accounting.name if accounting else "", state=SchedulerState.GONE,
+                       reason=reason)
 
 
 def submit_command(job: Job) -> str:

@@ -1,7 +1,7 @@
 """Pure parsers for the outputs of Slurm's commands (sbatch, squeue, sacct, scontrol, jobcomp/filetxt).
 
 No subprocess here: `slurm.py` runs the commands, these functions read what they printed. The tests
-feed them outputs recorded from a real Slurm 22.05 cluster (tests/fixtures/slurm/).
+feed them outputs recorded from a real Slurm 22.05 cluster with accounting (tests/fixtures/slurm/).
 """
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ from collections.abc import Iterable, Mapping
 
 from orchestrator.scheduler.base import Observation, SchedulerState
 
-# The squeue -O format `slurm.py` asks for and `parse_squeue` reads. `:0` = no padding, `|` = separator.
-# The name goes last because it is the only field that may itself contain a `|`.
-SQUEUE_FORMAT = "JobID:0|,State:0|,exit_code:0|,Reason:0|,Name:0"
-# The sacct fields `parse_sacct` reads (with -n -P: no header, `|`-separated); name last, as above.
-SACCT_FIELDS = "JobIDRaw,State,ExitCode,Reason,JobName"
+# Fields are separated by ASCII unit separators (0x1f), which no job name, path or state contains: a `|`
+# in a job name or a script path cannot shift the columns. The name goes last all the same.
+FIELD_SEPARATOR = "\x1f"
+# squeue -O: `:0` = no padding, then the separator as the field's suffix (squeue prints it verbatim).
+_SQUEUE_FIELDS = ("JobID", "State", "exit_code", "Reason", "StartTime", "WorkDir", "Command", "Name")
+SQUEUE_FORMAT = ",".join(f"{field}:0{FIELD_SEPARATOR}" for field in _SQUEUE_FIELDS[:-1]) + f",{_SQUEUE_FIELDS[-1]}:0"
+# sacct -n -P --delimiter=FIELD_SEPARATOR -o SACCT_FIELDS: the same layout (sacct has no batch script field).
+SACCT_FIELDS = "JobIDRaw,State,ExitCode,Reason,Start,WorkDir,JobName"
 
 _S = SchedulerState
 # Every job state Slurm 22.05 reports (squeue/sacct/scontrol long names) -> ours.
@@ -104,11 +107,22 @@ def _clean_reason(reason: str) -> str:
     return "" if reason in ("None", "(null)") else reason
 
 
-def _observation(job_id: str, name: str, state: str, exit_code: str, reason: str) -> Observation:
+def _clean_time(text: str) -> str:
+    text = text.strip()
+    return "" if text in ("N/A", "Unknown", "None", "(null)") else text
+
+
+def _observation(job_id: str, name: str, state: str, exit_code: str, reason: str, start_time: str = "",
+                 work_dir: str = "", script: str = "") -> Observation:
     mapped = map_state(state)
-    # The exit code means nothing until the job has ended (squeue prints 0 for pending jobs).
+    # The exit code means nothing until the job has ended (squeue prints 0 for pending jobs), and a
+    # pending job's StartTime is only the scheduler's forecast.
     code = None if mapped.is_active else parse_exit_code(exit_code)
-    return Observation(scheduler_id=job_id, name=name, state=mapped, exit_code=code, reason=_clean_reason(reason))
+    started = "" if mapped == _S.PENDING else _clean_time(start_time)
+    script = script.strip()
+    return Observation(scheduler_id=job_id, name=name, state=mapped, exit_code=code, reason=_clean_reason(reason),
+                       start_time=started, script="" if script == "(null)" else script,
+                       work_dir=_clean_time(work_dir))
 
 
 def parse_sbatch(stdout: str) -> str | None:
@@ -126,28 +140,44 @@ def _split_rows(output: str, fields: int) -> Iterable[list[str]]:
     for line in output.splitlines():
         if not line.strip():
             continue
-        parts = line.split("|", fields - 1)
+        parts = line.split(FIELD_SEPARATOR, fields - 1)
         if len(parts) == fields:
             yield parts
 
 
-def _parse_id_state_exit_reason_name(output: str) -> dict[str, Observation]:
-    """`id|state|exit code|reason|name` rows keyed by job id; a later row of the same id wins."""
+def parse_squeue(output: str) -> dict[str, Observation]:
+    """Rows of `squeue -h -t all -O SQUEUE_FORMAT`, keyed by job id."""
     observations: dict[str, Observation] = {}
-    for job_id, state, exit_code, reason, name in _split_rows(output, 5):
+    for job_id, state, exit_code, reason, start, work_dir, command, name in _split_rows(output, 8):
         job_id = job_id.strip()
-        observations[job_id] = _observation(job_id, name, state, exit_code, reason)
+        observations[job_id] = _observation(job_id, name, state, exit_code, reason, start, work_dir, command)
     return observations
 
 
-def parse_squeue(output: str) -> dict[str, Observation]:
-    """Rows of `squeue -h -t all -O SQUEUE_FORMAT`, keyed by job id."""
-    return _parse_id_state_exit_reason_name(output)
-
-
 def parse_sacct(output: str) -> dict[str, Observation]:
-    """Rows of `sacct -n -P -X -o SACCT_FIELDS`, keyed by job id; the last row of an id wins (requeues)."""
-    return _parse_id_state_exit_reason_name(output)
+    """Rows of `sacct -n -P -X --delimiter=FIELD_SEPARATOR -o SACCT_FIELDS`, keyed by job id.
+
+    Without -D sacct prints one row per job, its newest run (a requeued job's current run).
+    """
+    observations: dict[str, Observation] = {}
+    for job_id, state, exit_code, reason, start, work_dir, name in _split_rows(output, 7):
+        job_id = job_id.strip()
+        observations[job_id] = _observation(job_id, name, state, exit_code, reason, start, work_dir)
+    return observations
+
+
+# Slurm's reason words for a submission refused by a job-count limit (slurm_protocol_defs.c,
+# job_state_reason_string): AssocMaxSubmitJobLimit, AssocGrpSubmitJobsLimit, QOSMaxSubmitJobPerUserLimit,
+# QOSMaxSubmitJobPerAccountLimit, QOSGrpSubmitJobsLimit, and the MaxJobs/GrpJobs family (refused rather than
+# held under a QOS with DenyOnLimit). Each clears when jobs leave the queue. Size and time limits
+# (e.g. QOSMaxWallDurationPerJobLimit) share sbatch's generic "violates accounting/QOS policy" line but
+# never clear by waiting, so the reason word, not that line, decides.
+_QUEUE_LIMIT = re.compile(r"\b(?:Assoc|QOS)(?:Max|Grp)(?:Submit)?Jobs?(?:PerUser|PerAccount)?Limit\b")
+
+
+def is_queue_limit_refusal(output: str) -> bool:
+    """True when sbatch refused a job because a job-count limit is reached (it clears by waiting)."""
+    return bool(_QUEUE_LIMIT.search(output))
 
 
 def parse_key_values(text: str) -> dict[str, str]:

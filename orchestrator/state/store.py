@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.monitor.lifecycle import JobState, JobView, check_transition
+from orchestrator.job_state import JobState, check_transition
 
 STATE_DIR_NAME = ".orch"
 DB_NAME = "state.db"
@@ -31,7 +31,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_termination_probe REAL,
     last_start_probe REAL,
     reason TEXT NOT NULL DEFAULT '',
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    run_start TEXT,
+    run_output_offset INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -43,7 +45,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     ended_at REAL,
     final_state TEXT,
     exit_code INTEGER,
-    adopted INTEGER NOT NULL DEFAULT 0
+    adopted INTEGER NOT NULL DEFAULT 0,
+    cancel_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_open ON attempts(job) WHERE ended_at IS NULL;
 CREATE TABLE IF NOT EXISTS events (
@@ -54,6 +57,13 @@ CREATE TABLE IF NOT EXISTS events (
     message TEXT NOT NULL
 );
 """
+
+
+# Columns added after the first release: a store written by an older orch gains them when opened.
+_ADDED_COLUMNS = {
+    "jobs": {"run_start": "TEXT", "run_output_offset": "INTEGER NOT NULL DEFAULT 0"},
+    "attempts": {"cancel_reason": "TEXT"},
+}
 
 
 class StateConflict(Exception):
@@ -76,6 +86,8 @@ class AttemptRecord:
     final_state: str | None
     exit_code: int | None
     adopted: bool
+    cancel_reason: str | None = None
+    """Why the monitor cancelled this attempt ("frozen", "fail_regex"); such an ending is a failure."""
 
 
 @dataclass(frozen=True)
@@ -96,19 +108,10 @@ class JobRecord:
     attempts: int
     last_scheduler_id: str | None = None
     """Id of the newest submission with a known id, finished or not."""
-
-    def view(self) -> JobView:
-        return JobView(
-            name=self.name,
-            state=self.state,
-            consecutive_failures=self.consecutive_failures,
-            start_attempts=self.start_attempts,
-            start_ready=self.start_ready,
-            scheduler_id=self.current.scheduler_id if self.current else None,
-            pending_intent=self.current is not None and self.current.scheduler_id is None,
-            output_fingerprint=self.output_fingerprint,
-            output_changed_at=self.output_changed_at,
-        )
+    run_start: str | None = None
+    """The scheduler's start time of the current attempt's current run; None until it is seen running."""
+    run_output_offset: int = 0
+    """Size of the output file when the current run began: what lies before it is not this run's."""
 
 
 class StateStore:
@@ -123,6 +126,14 @@ class StateStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process kill
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            present = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for column, declaration in columns.items():
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     @classmethod
     def open(cls, workdir: str | Path = ".", clock=time.time) -> StateStore:
@@ -180,6 +191,8 @@ class StateStore:
                 current=current.get(row["name"]),
                 attempts=counts.get(row["name"], 0),
                 last_scheduler_id=last_ids.get(row["name"]),
+                run_start=row["run_start"],
+                run_output_offset=row["run_output_offset"],
             )
         return records
 
@@ -223,16 +236,25 @@ class StateStore:
 
     # ------------------------------------------------------------ attempts
 
-    def record_intent(self, name: str) -> int:
-        """Commit the intent to submit (an attempt with no id yet) and return its row id. Call BEFORE submitting."""
-        cursor = self._db.execute("INSERT INTO attempts(job, intent_at) VALUES (?, ?)", (name, self._clock()))
+    def record_intent(self, name: str, output_offset: int = 0) -> int:
+        """Commit the intent to submit (an attempt with no id yet) and return its row id. Call BEFORE submitting.
+
+        `output_offset`: the output file's size now; what it holds already is not the new attempt's.
+        """
+        with self._transaction():
+            cursor = self._db.execute("INSERT INTO attempts(job, intent_at) VALUES (?, ?)", (name, self._clock()))
+            self._reset_run(name, output_offset)
         return int(cursor.lastrowid)
+
+    def discard_intent(self, attempt_id: int) -> None:
+        """Forget an intent the scheduler answered with a definite "not submitted" (a queue limit)."""
+        self._db.execute("DELETE FROM attempts WHERE id = ? AND scheduler_id IS NULL", (attempt_id,))
 
     def record_submitted(self, attempt_id: int, scheduler_id: str) -> None:
         self._db.execute("UPDATE attempts SET scheduler_id = ?, submitted_at = ? WHERE id = ?",
                          (scheduler_id, self._clock(), attempt_id))
 
-    def record_adopted(self, name: str, scheduler_id: str) -> int:
+    def record_adopted(self, name: str, scheduler_id: str, output_offset: int = 0) -> int:
         """Make an active submission found by name the job's current attempt (filling an open intent if any)."""
         now = self._clock()
         with self._transaction():
@@ -245,11 +267,23 @@ class StateStore:
             cursor = self._db.execute(
                 "INSERT INTO attempts(job, scheduler_id, intent_at, submitted_at, adopted) VALUES (?, ?, ?, ?, 1)",
                 (name, scheduler_id, now, now))
+            self._reset_run(name, output_offset)
             return int(cursor.lastrowid)
 
-    def mark_started(self, name: str) -> None:
-        self._db.execute("UPDATE attempts SET started_at = ? WHERE job = ? AND ended_at IS NULL AND started_at IS NULL",
-                         (self._clock(), name))
+    def _reset_run(self, name: str, output_offset: int) -> None:
+        self._db.execute("UPDATE jobs SET run_start = NULL, run_output_offset = ? WHERE name = ?", (output_offset, name))
+
+    def start_run(self, name: str, start_key: str, output_offset: int) -> None:
+        """The current attempt (re)started running: a first run, or the same id again after a requeue."""
+        with self._transaction():
+            self._db.execute("UPDATE jobs SET run_start = ?, run_output_offset = ? WHERE name = ?",
+                             (start_key, output_offset, name))
+            self._db.execute("UPDATE attempts SET started_at = ? WHERE job = ? AND ended_at IS NULL AND started_at IS NULL",
+                             (self._clock(), name))
+
+    def mark_cancelled(self, name: str, reason: str) -> None:
+        """The monitor cancelled the current attempt for `reason`; its ending will count as a failure."""
+        self._db.execute("UPDATE attempts SET cancel_reason = ? WHERE job = ? AND ended_at IS NULL", (reason, name))
 
     def end_attempt(self, name: str, final_state: str, exit_code: int | None = None) -> None:
         self._db.execute("UPDATE attempts SET ended_at = ?, final_state = ?, exit_code = ? WHERE job = ? AND ended_at IS NULL",
@@ -300,4 +334,5 @@ def _attempt(row: sqlite3.Row) -> AttemptRecord:
         id=row["id"], job=row["job"], scheduler_id=row["scheduler_id"], intent_at=row["intent_at"],
         submitted_at=row["submitted_at"], started_at=row["started_at"], ended_at=row["ended_at"],
         final_state=row["final_state"], exit_code=row["exit_code"], adopted=bool(row["adopted"]),
+        cancel_reason=row["cancel_reason"],
     )
