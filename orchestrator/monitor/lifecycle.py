@@ -330,7 +330,7 @@ def _decide_in_queue(job: Job, view: JobView, facts: Facts, observation: Observa
             actions.append(Log("requeued", f"{observation.scheduler_id} runs again under the same id "
                                            "(requeued by the scheduler): not resubmitted"))
         return actions
-    if view.cancelled_for is not None or target != JobState.RUNNING:
+    if view.cancelled_for is not None:
         return actions  # already asked to stop
     if job.fail_regex and facts.output.fail_at >= view.run_output_offset:
         actions.append(Cancel(observation.scheduler_id, f"fail_regex matched: {facts.output.fail_line!r}; cancelling",

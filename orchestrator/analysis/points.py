@@ -1,0 +1,58 @@
+"""(N, D, L) points for a scaling-law fit, read from a CSV (what `orch results` writes, or any other)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.errors import UserError
+
+
+@dataclass(frozen=True)
+class Points:
+    params: list[float]
+    tokens: list[float]
+    loss: list[float]
+    lines: list[int]
+    """The CSV line of each point, for messages."""
+    skipped: int
+    """Rows with an empty cell in one of the three columns (e.g. evaluation rows without a loss)."""
+
+
+def read_points(path: str | Path, params_col: str, tokens_col: str, loss_col: str) -> Points:
+    try:
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            for option, column in (("--params-col", params_col), ("--tokens-col", tokens_col),
+                                   ("--loss-col", loss_col)):
+                if column not in columns:
+                    raise UserError(f"{path}: no column {column!r} (columns: {', '.join(columns) or 'none'}); "
+                                    f"name the right one with {option}")
+            params, tokens, loss, lines, skipped = [], [], [], [], 0
+            for line, row in enumerate(reader, start=2):
+                cells = [row[params_col], row[tokens_col], row[loss_col]]
+                if any(cell is None or not cell.strip() for cell in cells):
+                    skipped += 1
+                    continue
+                values = []
+                for column, cell in zip((params_col, tokens_col, loss_col), cells):
+                    try:
+                        value = float(cell)
+                    except ValueError:
+                        raise UserError(f"{path}:{line}: column {column!r} is {cell!r}, not a number") from None
+                    if not (math.isfinite(value) and value > 0):
+                        raise UserError(f"{path}:{line}: column {column!r} is {cell!r}; a scaling-law fit needs "
+                                        "positive, finite values")
+                    values.append(value)
+                params.append(values[0])
+                tokens.append(values[1])
+                loss.append(values[2])
+                lines.append(line)
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror or error}") from None
+    except csv.Error as error:
+        raise UserError(f"{path}: not a readable CSV ({error})") from None
+    return Points(params, tokens, loss, lines, skipped)

@@ -1,0 +1,130 @@
+"""`orch fit CSV`: Chinchilla's scaling law L(N, D) = E + A/N^alpha + B/D^beta from (params, tokens, loss) points.
+
+Approach 3 of Hoffmann et al. (2022) with bootstrap intervals, compute-optimal N*, D* for given budgets,
+and Approach 2 (IsoFLOP profiles) beside it when the points share compute budgets. See docs/planning.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from orchestrator.cli.common import require_matplotlib
+from orchestrator.errors import UserError
+
+
+def _flops(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of FLOPs: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("fit", help="fit the scaling law L(N, D) to a results CSV; compute-optimal N, D")
+    parser.add_argument("csv", metavar="CSV", help="points, one per row (what `orch results` writes, or any CSV)")
+    parser.add_argument("--params-col", default="params", help="column with the parameter count N (default: params)")
+    parser.add_argument("--tokens-col", default="tokens", help="column with the training tokens D (default: tokens)")
+    parser.add_argument("--loss-col", default="val_loss", help="column with the loss L (default: val_loss)")
+    parser.add_argument("--bootstrap", type=_count, default=500, metavar="K",
+                        help="resampled refits for the 95%% intervals (default 500; 0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+    parser.add_argument("--budget", type=_flops, action="append", default=[], metavar="FLOPS",
+                        help="a compute budget C = 6ND to allocate (repeatable), e.g. 1e21")
+    parser.add_argument("--isoflop-tolerance", type=float, default=0.05, metavar="REL",
+                        help="points whose 6ND agree within this fraction share a budget (default 0.05)")
+    parser.add_argument("--json", action="store_true", help="print E A B alpha beta ci optimal n_points as JSON")
+    parser.add_argument("--plot", metavar="PNG", help="loss against tokens per model size, and against compute")
+    parser.set_defaults(handler=run_fit)
+
+
+def _require_science() -> None:
+    try:
+        import numpy  # noqa: F401
+        import scipy  # noqa: F401
+    except ImportError:
+        raise UserError("orch fit needs numpy and scipy: pip install 'orch[science]'") from None
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    _require_science()
+    if args.plot:
+        require_matplotlib()
+    from orchestrator.analysis.isoflop import fit_isoflop
+    from orchestrator.analysis.points import read_points
+    from orchestrator.analysis.scaling_law import FitError, fit_law, warn_if_unreliable
+
+    points = read_points(args.csv, args.params_col, args.tokens_col, args.loss_col)
+    try:
+        fit = fit_law(points.params, points.tokens, points.loss, bootstrap=args.bootstrap, seed=args.seed)
+        optimal = [fit.law.optimal(budget) for budget in args.budget]
+    except FitError as error:
+        raise UserError(f"{args.csv}: {error}") from None
+    notes = warn_if_unreliable(fit)
+    for note in notes:
+        print(f"orch fit: warning: {note}", file=sys.stderr)
+    if args.json:
+        payload: dict[str, Any] = {
+            **fit.law.as_dict(),
+            "ci": {name: list(bounds) for name, bounds in fit.intervals.items()},
+            "optimal": [{"flops": c, "params": n, "tokens": d, "loss": loss}
+                        for c, (n, d, loss) in zip(args.budget, optimal)],
+            "n_points": fit.n_points,
+        }
+        json.dump(payload, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        isoflop = fit_isoflop(points.params, points.tokens, points.loss, args.isoflop_tolerance)
+        sys.stdout.write(format_report(fit, points, args, optimal, isoflop))
+    if args.plot:
+        from orchestrator.analysis.plot import plot_fit
+
+        plot_fit(fit, points, args.plot)
+        if not args.json:
+            print(f"plot: {args.plot}")
+    return 0
+
+
+def format_report(fit, points, args: argparse.Namespace, optimal, isoflop) -> str:
+    import numpy as np
+
+    law = fit.law
+    lines = [f"Chinchilla law L(N, D) = E + A/N^alpha + B/D^beta, Approach 3 (Huber 1e-3 on log L, L-BFGS-B): "
+             f"{fit.n_points} points from {args.csv}" + (f" ({points.skipped} rows without values skipped)"
+                                                         if points.skipped else "")]
+    interval_title = f"95% interval ({args.bootstrap} resamples, seed {args.seed})" if fit.intervals else ""
+    lines.append(f"  {'parameter':<10} {'value':>12}   {interval_title}")
+    for name, value in law.as_dict().items():
+        low_high = fit.intervals.get(name)
+        shown = f"[{low_high[0]:.4g}, {low_high[1]:.4g}]" if low_high else ""
+        lines.append(f"  {name:<10} {value:>12.5g}   {shown}")
+    residuals = fit.residuals
+    worst = int(np.argmax(np.abs(residuals)))
+    lines.append(f"residuals of log L: RMS {np.sqrt(np.mean(residuals ** 2)):.4g}, largest {residuals[worst]:+.4g} "
+                 f"({args.csv} line {points.lines[worst]})")
+    if optimal:
+        lines.append("compute-optimal allocation (C = 6 N D):")
+        lines.append(f"  {'FLOPs':>10} {'params N*':>12} {'tokens D*':>12} {'D*/N*':>8} {'loss':>8}")
+        for budget, (n, d, loss) in zip(args.budget, optimal):
+            lines.append(f"  {budget:>10.3g} {n:>12.4g} {d:>12.4g} {d / n:>8.1f} {loss:>8.4f}")
+    total = law.alpha + law.beta
+    if isoflop is not None:
+        lines.append(f"IsoFLOP (Approach 2) from {len(isoflop.profiles)} budgets: N_opt ~ C^{isoflop.params_exponent:.3f}, "
+                     f"D_opt ~ C^{isoflop.tokens_exponent:.3f}; Approach 3 gives C^{law.beta / total:.3f} and "
+                     f"C^{law.alpha / total:.3f}")
+        lines.extend(f"  skipped {reason}" for reason in isoflop.skipped)
+    else:
+        lines.append("IsoFLOP (Approach 2): no two budgets with 3 or more model sizes each: not computed")
+    return "\n".join(lines) + "\n"
