@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ORCH := $(VENV)/bin/orch
 
-.PHONY: install demo test test-unit slurm-up slurm-down bench clean
+.PHONY: install demo test test-unit slurm-up slurm-down browser bench clean
 
 install: $(VENV)/.installed
 
@@ -16,11 +16,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-# The quickstart campaign on the local scheduler: 24 real jobs (tinylm pretrain, cooldown branches,
-# convert+eval of every checkpoint), then the collected results. Re-running resumes: done jobs stay done.
+# The quickstart campaign on the local scheduler: 36 real jobs (tinylm pretrain, cooldown branches,
+# convert+eval of every checkpoint), then the collected results, the scaling law fitted to the run ends
+# (its E beside the grammar's true entropy) and the campaign report. Re-running resumes: done jobs stay done.
 demo: install
 	$(ORCH) build-and-run configs/quickstart.yaml --scheduler local --max-jobs 4 --poll-secs 2
 	$(ORCH) results configs/quickstart.yaml --params EXP,PHASE_TAG --plot runs/quickstart/val_loss.png
+	$(ORCH) fit configs/quickstart.yaml --irreducible $$($(PY) examples/tinylm/grammar.py --entropy) \
+		--budget 1e12 --budget 1e13 --plot runs/quickstart/fit.png
+	$(ORCH) report configs/quickstart.yaml -o runs/quickstart/report.html \
+		--irreducible $$($(PY) examples/tinylm/grammar.py --entropy)
 
 slurm-up:
 	bash scripts/slurm-test-cluster.sh start
@@ -28,7 +33,10 @@ slurm-up:
 slurm-down:
 	bash scripts/slurm-test-cluster.sh stop
 
-test: install slurm-up
+browser:
+	bash scripts/install-test-browser.sh
+
+test: install slurm-up browser
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-unit: install

@@ -36,7 +36,7 @@ def test_quickstart_campaign_on_slurm(slurm_cluster, slurm_job_prefix, tmp_path,
 
     listed = run_orch(tmp_path, "status", CONFIG, *fix_exp, "--json", timeout=60)
     rows = json.loads(listed.stdout)
-    assert len(rows) == 24 and {row["state"] for row in rows} == {"done"}
+    assert len(rows) == 60 and {row["state"] for row in rows} == {"done"}
     assert all(row["name"].startswith(slurm_job_prefix) for row in rows)
     assert all(row["scheduler_id"] for row in rows)  # each ran as a Slurm job, not locally
 
@@ -45,13 +45,20 @@ def test_quickstart_campaign_on_slurm(slurm_cluster, slurm_job_prefix, tmp_path,
     table = collect_results(jobs)
     loss = {(row["EXP"], row["PHASE_TAG"], row["iteration"]): row["val_loss"] for row in table.rows}
     experiments = {exp for exp, _, _ in loss}
-    assert len(experiments) == 4
+    assert len(experiments) == 6
     for exp in experiments:
         pretrain = {it for e, tag, it in loss if (e, tag) == (exp, "pretrain")}
-        assert pretrain == {100, 200, 300, 400}, exp  # every pretrain checkpoint converted and evaluated
-        for scale in (200, 400):
+        assert pretrain == set(range(100, 801, 100)), exp  # every pretrain checkpoint converted and evaluated
+        for scale in (100, 200, 400, 800):
             branch = [(it, value) for (e, tag, it), value in loss.items() if (e, tag) == (exp, f"cd{scale}")]
             final_iteration, final_loss = max(branch)
             assert final_iteration == scale + scale // 4, (exp, scale)
             # the cooldown reaches a lower validation loss than the checkpoint it branched off
             assert final_loss < loss[(exp, "pretrain", scale)], (exp, scale, branch)
+
+    # The law the campaign exists to measure: one point per annealed run end (3 widths x 4 cooldown ends; the
+    # pretrain ends, at constant LR, are left out), best learning rate.
+    fitted = run_orch(tmp_path, "fit", CONFIG, *fix_exp, "--json", "--bootstrap", "50", timeout=300)
+    assert fitted.returncode == 0, fitted.stderr
+    payload = json.loads(fitted.stdout)
+    assert payload["n_points"] == 12 and payload["E"] > 0

@@ -4,7 +4,7 @@
 
 The held-out text comes from a stream no training or validation batch uses (fixed --seed, default 0), so
 results of different runs are comparable. JSON (written atomically):
-    {"iteration", "val_loss" (nats/token), "perplexity", "true_entropy", "tokens", ...}
+    {"iteration", "val_loss" (nats/token), "perplexity", "true_entropy", "tokens", "parameters", ...}
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def evaluate(model_dir: Path, seed: int = 0, num_samples: int = 256, seq_length:
         "true_entropy": grammar.entropy_rate(),
         "tokens": num_samples * seq_length,
         "hidden_size": model.hidden_size,
+        "parameters": int(sum(array.size for array in weights.values())),  # N of a scaling-law fit
         "num_layers": model.num_layers,
         "consumed_samples": config.get("consumed_samples"),
         "seed": seed,

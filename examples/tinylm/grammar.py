@@ -114,9 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocab-size", type=int, default=GrammarSpec.vocab_size)
     parser.add_argument("--grammar-seed", type=int, default=GrammarSpec.seed)
     parser.add_argument("--length", type=int, default=24)
+    parser.add_argument("--entropy", action="store_true", help="print only the entropy rate (nats/token)")
     args = parser.parse_args(argv)
     grammar = MarkovGrammar(GrammarSpec(vocab_size=args.vocab_size, seed=args.grammar_seed))
     rate = grammar.entropy_rate()
+    if args.entropy:
+        print(f"{rate:.6f}")
+        return 0
     print(f"true entropy: {rate:.6f} nats/token (perplexity {np.exp(rate):.3f}, "
           f"uniform would be {np.log(args.vocab_size):.3f} nats)")
     print("sample:", " ".join(map(str, grammar.sample(stream_rng(TEST_STREAM, 0), 1, args.length)[0])))

@@ -35,5 +35,5 @@ def plot_fit(fit, points, path: str | Path) -> None:
         by_compute.legend(fontsize=7)
     by_compute.set(xscale="log", xlabel="compute C = 6ND (FLOPs)", ylabel="loss", title="loss against compute")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, format="png")
     plt.close(figure)

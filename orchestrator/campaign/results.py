@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from orchestrator.errors import UserError
 from orchestrator.jobs import SPECIAL_KEYS, Job
@@ -158,27 +158,33 @@ def _tokens(run: Run, iteration: int, key: str) -> int | None:
         return None
 
 
+def run_rows(run: Run, keys: ResultKeys = ResultKeys()) -> list[dict[str, Any]]:
+    """One run's rows, one per evaluated or validated iteration: iteration, tokens, val_loss and metrics."""
+    evaluations = read_eval_results(run.run_dir)
+    losses: dict[int, float] = {}
+    for log in run.logs:
+        losses.update(read_validation_losses(log))
+    rows = []
+    for iteration in sorted(set(evaluations) | set(losses)):
+        metrics = dict(evaluations.get(iteration, {}))
+        val_loss = losses.get(iteration, metrics.pop("val_loss", None))
+        metrics.pop("val_loss", None)
+        # A metric named like a fixed column (an evaluator's own `tokens` count) must not overwrite it.
+        metrics = {(f"eval/{name}" if name in FIXED_COLUMNS else name): value for name, value in metrics.items()}
+        rows.append({"iteration": iteration, "tokens": _tokens(run, iteration, keys.tokens_per_step),
+                     "val_loss": val_loss, **metrics})
+    return rows
+
+
 def collect_results(jobs: Sequence[Job], keys: ResultKeys = ResultKeys()) -> ResultTable:
     runs = group_runs(jobs, keys.run_dir)
     param_columns = _describing_columns(runs, keys)
     metric_columns: dict[str, None] = {}
     rows: list[dict[str, Any]] = []
     for run in runs:
-        evaluations = read_eval_results(run.run_dir)
-        losses: dict[int, float] = {}
-        for log in run.logs:
-            losses.update(read_validation_losses(log))
-        for iteration in sorted(set(evaluations) | set(losses)):
-            metrics = dict(evaluations.get(iteration, {}))
-            val_loss = losses.get(iteration, metrics.pop("val_loss", None))
-            metrics.pop("val_loss", None)
-            # A metric named like a fixed column (an evaluator's own `tokens` count) must not overwrite it.
-            metrics = {(f"eval/{name}" if name in FIXED_COLUMNS else name): value for name, value in metrics.items()}
-            metric_columns.update(dict.fromkeys(metrics))
-            row = {key: run.params.get(key) for key in param_columns}
-            row.update(iteration=iteration, tokens=_tokens(run, iteration, keys.tokens_per_step), val_loss=val_loss)
-            row.update(metrics)
-            rows.append(row)
+        for found in run_rows(run, keys):
+            metric_columns.update(dict.fromkeys(key for key in found if key not in FIXED_COLUMNS))
+            rows.append({**{key: run.params.get(key) for key in param_columns}, **found})
     return ResultTable(param_columns, list(metric_columns), rows)
 
 
@@ -194,7 +200,7 @@ def write_csv(table: ResultTable, path: str | Path) -> None:
     temporary.replace(path)
 
 
-def plot_validation_loss(table: ResultTable, path: str | Path, keys: ResultKeys = ResultKeys()) -> int:
+def plot_validation_loss(table: ResultTable, path: str | Path | BinaryIO, keys: ResultKeys = ResultKeys()) -> int:
     """Validation loss against training tokens, one colour per model size, pretrain solid / cooldown dashed.
 
     Returns the number of curves drawn (0: nothing to plot, no file written).
@@ -243,7 +249,8 @@ def plot_validation_loss(table: ResultTable, path: str | Path, keys: ResultKeys 
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small")
     figure.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    if isinstance(path, (str, Path)):  # else a file object (the report draws into memory)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, format="png")
     plt.close(figure)
     return len(curves)

@@ -1,7 +1,8 @@
-"""`orch fit CSV`: Chinchilla's scaling law L(N, D) = E + A/N^alpha + B/D^beta from (params, tokens, loss) points.
+"""`orch fit CSV|CONFIG`: Chinchilla's scaling law L(N, D) = E + A/N^alpha + B/D^beta from (params, tokens, loss).
 
 Approach 3 of Hoffmann et al. (2022) with bootstrap intervals, compute-optimal N*, D* for given budgets,
-and Approach 2 (IsoFLOP profiles) beside it when the points share compute budgets. See docs/planning.md.
+and Approach 2 (IsoFLOP profiles) beside it when the points share compute budgets. The points come from a
+CSV, or straight from a campaign's results (run ends by default). See docs/analysis.md.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from orchestrator.cli.common import require_matplotlib
+from orchestrator.cli.common import add_job_selection_arguments, require_matplotlib, selected_jobs
 from orchestrator.errors import UserError
 
 
@@ -33,11 +34,25 @@ def _count(text: str) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("fit", help="fit the scaling law L(N, D) to a results CSV; compute-optimal N, D")
-    parser.add_argument("csv", metavar="CSV", help="points, one per row (what `orch results` writes, or any CSV)")
-    parser.add_argument("--params-col", default="params", help="column with the parameter count N (default: params)")
-    parser.add_argument("--tokens-col", default="tokens", help="column with the training tokens D (default: tokens)")
+    parser = subparsers.add_parser("fit", help="fit the scaling law L(N, D) to a campaign's results or a CSV; "
+                                              "compute-optimal N, D")
+    add_job_selection_arguments(parser)
+    parser.add_argument("--params-col", default="params",
+                        help="CSV: column with the parameter count N (default: params)")
+    parser.add_argument("--tokens-col", default="tokens", help="CSV: column with the training tokens D (default: tokens)")
     parser.add_argument("--loss-col", default="val_loss", help="column with the loss L (default: val_loss)")
+    parser.add_argument("--params-key", metavar="KEY",
+                        help="campaign: job parameter holding N (default: N_PARAMS if the jobs have it, else the "
+                             "evaluator's 'parameters' result)")
+    parser.add_argument("--points", choices=("ends", "all"), default="ends",
+                        help="campaign: one point per finished run end (default), or every evaluated checkpoint")
+    parser.add_argument("--every-run", action="store_true",
+                        help="campaign: keep every run's point, not only the lowest loss per size and token count")
+    parser.add_argument("--keep-unannealed", action="store_true",
+                        help="campaign: keep run ends whose LR is still above half its peak (a WSD pretrain never "
+                             "cooled); they lie above the law and are left out by default")
+    parser.add_argument("--irreducible", type=float, metavar="LOSS",
+                        help="the data's known entropy, if it has one: printed beside the fitted E")
     parser.add_argument("--bootstrap", type=_count, default=500, metavar="K",
                         help="resampled refits for the 95%% intervals (default 500; 0: none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
@@ -58,20 +73,37 @@ def _require_science() -> None:
         raise UserError("orch fit needs numpy and scipy: pip install 'orch[science]'") from None
 
 
+def load_points(args: argparse.Namespace):
+    """(points, a label per point, lines about where they came from) from the CSV or the campaign."""
+    from orchestrator.analysis.campaign_points import campaign_points
+    from orchestrator.analysis.points import read_points
+
+    if args.config.endswith(".csv"):
+        if args.filters or args.fixes:
+            raise UserError("KEY=VALUE filters and -f apply to a campaign config, not to a CSV")
+        points = read_points(args.config, args.params_col, args.tokens_col, args.loss_col)
+        about = [f"{points.skipped} rows without values skipped"] if points.skipped else []
+        return points, [f"{args.config} line {line}" for line in points.lines], about
+    found = campaign_points(selected_jobs(args), params_key=args.params_key, loss_col=args.loss_col,
+                            which=args.points, best_of_sweep=not args.every_run,
+                            keep_unannealed=args.keep_unannealed)
+    about = found.describe()
+    return found.points, found.labels, about
+
+
 def run_fit(args: argparse.Namespace) -> int:
     _require_science()
     if args.plot:
         require_matplotlib()
     from orchestrator.analysis.isoflop import fit_isoflop
-    from orchestrator.analysis.points import read_points
     from orchestrator.analysis.scaling_law import FitError, fit_law, warn_if_unreliable
 
-    points = read_points(args.csv, args.params_col, args.tokens_col, args.loss_col)
+    points, labels, about = load_points(args)
     try:
         fit = fit_law(points.params, points.tokens, points.loss, bootstrap=args.bootstrap, seed=args.seed)
         optimal = [fit.law.optimal(budget) for budget in args.budget]
     except FitError as error:
-        raise UserError(f"{args.csv}: {error}") from None
+        raise UserError(f"{args.config}: {error}") from None
     notes = warn_if_unreliable(fit)
     for note in notes:
         print(f"orch fit: warning: {note}", file=sys.stderr)
@@ -87,7 +119,7 @@ def run_fit(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         isoflop = fit_isoflop(points.params, points.tokens, points.loss, args.isoflop_tolerance)
-        sys.stdout.write(format_report(fit, points, args, optimal, isoflop))
+        sys.stdout.write(format_report(fit, labels, about, args, optimal, isoflop))
     if args.plot:
         from orchestrator.analysis.plot import plot_fit
 
@@ -97,23 +129,27 @@ def run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_report(fit, points, args: argparse.Namespace, optimal, isoflop) -> str:
+def format_report(fit, labels: list[str], about: list[str], args: argparse.Namespace, optimal, isoflop) -> str:
     import numpy as np
 
     law = fit.law
     lines = [f"Chinchilla law L(N, D) = E + A/N^alpha + B/D^beta, Approach 3 (Huber 1e-3 on log L, L-BFGS-B): "
-             f"{fit.n_points} points from {args.csv}" + (f" ({points.skipped} rows without values skipped)"
-                                                         if points.skipped else "")]
+             f"{fit.n_points} points from {args.config}"]
+    lines += [f"  {line}" for line in about]
     interval_title = f"95% interval ({args.bootstrap} resamples, seed {args.seed})" if fit.intervals else ""
     lines.append(f"  {'parameter':<10} {'value':>12}   {interval_title}")
     for name, value in law.as_dict().items():
         low_high = fit.intervals.get(name)
         shown = f"[{low_high[0]:.4g}, {low_high[1]:.4g}]" if low_high else ""
         lines.append(f"  {name:<10} {value:>12.5g}   {shown}")
+    if args.irreducible is not None:
+        gap = law.E - args.irreducible
+        lines.append(f"fitted E = {law.E:.4f} against the data's known entropy {args.irreducible:.4f}: "
+                     f"{abs(gap):.4f} {'above' if gap >= 0 else 'below'} it ({100 * gap / args.irreducible:+.1f}%)")
     residuals = fit.residuals
     worst = int(np.argmax(np.abs(residuals)))
     lines.append(f"residuals of log L: RMS {np.sqrt(np.mean(residuals ** 2)):.4g}, largest {residuals[worst]:+.4g} "
-                 f"({args.csv} line {points.lines[worst]})")
+                 f"({labels[worst]})")
     if optimal:
         lines.append("compute-optimal allocation (C = 6 N D):")
         lines.append(f"  {'FLOPs':>10} {'params N*':>12} {'tokens D*':>12} {'D*/N*':>8} {'loss':>8}")

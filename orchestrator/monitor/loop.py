@@ -249,7 +249,7 @@ class Monitor:
     def _campaign_submissions_by_name(self, observations: dict[str, Observation],
                                       records: dict[str, JobRecord]) -> dict[str, list[Observation]]:
         """Active submissions of this campaign's jobs that the store does not know (to adopt, never resubmit)."""
-        known_ids = {a.scheduler_id for a in self.store.attempts() if a.scheduler_id}
+        known_ids = self.store.scheduler_ids()
         found: dict[str, list[Observation]] = {}
         for observation in observations.values():
             job = self._by_name.get(observation.name)

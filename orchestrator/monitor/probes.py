@@ -177,7 +177,7 @@ class OutputWatcher:
         position = offset
         for line in data[:complete].splitlines(keepends=True):
             line_start, position = position, position + len(line)
-            if SLURM_OWN_LINE.match(line):
+            if line.startswith(b"slurmstepd") and SLURM_OWN_LINE.match(line):
                 continue
             scan.content_end = position
             if progress is not None:

@@ -317,5 +317,5 @@ def plot(report: CheckReport, output: str, max_points: int = 2000) -> None:
     axes.set_title("LR schedules (dashed: flagged cooldowns)")
     axes.legend(fontsize="small")
     figure.tight_layout()
-    figure.savefig(output, dpi=120)
+    figure.savefig(output, dpi=120, format="png")
     plt.close(figure)

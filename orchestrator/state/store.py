@@ -289,6 +289,10 @@ class StateStore:
         self._db.execute("UPDATE attempts SET ended_at = ?, final_state = ?, exit_code = ? WHERE job = ? AND ended_at IS NULL",
                          (self._clock(), final_state, exit_code, name))
 
+    def scheduler_ids(self) -> set[str]:
+        """Every scheduler id this campaign ever recorded (its own submissions, finished or not)."""
+        return {row[0] for row in self._db.execute("SELECT scheduler_id FROM attempts WHERE scheduler_id IS NOT NULL")}
+
     def attempts(self, name: str | None = None) -> list[AttemptRecord]:
         if name is None:
             rows = self._db.execute("SELECT * FROM attempts ORDER BY id")

@@ -1,0 +1,138 @@
+"""Scaling-law points straight from a campaign: what `orch fit CONFIG` fits.
+
+One point per run end by default: each run's last evaluated checkpoint (a pretrain run's last
+checkpoint, each cooldown's end), which is how a WSD campaign yields a (N, D, L) point per cooldown at
+a fraction of the cost of separate cosine runs (Hägele et al. 2024). A run end whose learning rate is
+still above half its peak there (a WSD pretrain held constant, never cooled) is left out unless
+`keep_unannealed`: such checkpoints lie above the law (Hägele et al.'s figures; on the quickstart the
+un-cooled pretrain ends sit 2.5-7% above the law fitted to the annealed ends). The schedule is read
+with `orch lr check`'s code from the jobs' Megatron-named keys. `which="all"` takes every evaluated
+checkpoint instead. Runs that stopped before their `TRAIN_ITERS`, or whose loss is not finite
+or ended above where it started (diverged), are left out and listed. Where several runs share a model
+size and token count (a learning-rate sweep), the lowest loss is kept: the law describes the best a
+model of that size reaches with that data, not an untuned one.
+
+N comes from a job parameter (`params_key`, e.g. `N_PARAMS`, which a config can compute from its
+architecture keys with `expr(model_params(...))`), else from the evaluator's `parameters` result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.analysis.points import Points
+from orchestrator.campaign.results import ResultKeys, group_runs, run_rows
+from orchestrator.errors import UserError
+from orchestrator.jobs import Job
+from orchestrator.planning.lr_check import schedule_from_params
+
+DEFAULT_PARAMS_KEYS = ("N_PARAMS",)
+PARAMS_RESULT = "parameters"
+ANNEALED_BELOW = 0.5  # a run end counts as annealed when its LR is at most this fraction of the peak
+NOT_ANNEALED = "not annealed"
+
+
+def unannealed(run_name: str, params: dict[str, Any], iteration: int) -> str | None:
+    """Why a checkpoint is not annealed (its LR near the peak), or None (annealed, or no schedule known)."""
+    try:
+        schedule = schedule_from_params(run_name, params)
+    except (UserError, ValueError, TypeError):
+        return None
+    if schedule is None:
+        return None
+    peak = schedule.lr_at(math.ceil(schedule.warmup_end))
+    here = schedule.lr_at(iteration)
+    if peak > 0 and here > ANNEALED_BELOW * peak:
+        return f"its LR at iteration {iteration} is {here:.3g}, {here / peak:.0%} of the peak: {NOT_ANNEALED}"
+    return None
+
+
+@dataclass
+class CampaignPoints:
+    points: Points
+    labels: list[str]
+    """Which run and iteration each point is."""
+    left_out: list[str] = field(default_factory=list)
+    params_source: str = ""
+    merged: int = 0
+    """Points dropped because a run with the same size and tokens reached a lower loss."""
+    which: str = "ends"
+
+    def describe(self) -> list[str]:
+        """Lines saying where the points came from and what was left out (one line for all un-annealed ends)."""
+        kind = "every evaluated checkpoint" if self.which == "all" else "one per finished, annealed run end"
+        lines = [f"points: {kind}, N from {self.params_source}"
+                 + (f"; {self.merged} dropped for a lower loss at the same size and tokens" if self.merged else "")]
+        unannealed = [reason for reason in self.left_out if reason.endswith(NOT_ANNEALED)]
+        lines += [f"left out: {reason}" for reason in self.left_out if reason not in unannealed]
+        if unannealed:  # a WSD campaign has one per pretrain run
+            lines.append(f"left out {len(unannealed)} run ends not annealed (LR above half its peak), e.g. "
+                         f"{unannealed[0]}; --keep-unannealed keeps them")
+        return lines
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def campaign_points(jobs: Sequence[Job], keys: ResultKeys = ResultKeys(), params_key: str | None = None,
+                    loss_col: str = "val_loss", which: str = "ends", best_of_sweep: bool = True,
+                    keep_unannealed: bool = False) -> CampaignPoints:
+    runs = group_runs(jobs, keys.run_dir)
+    key = params_key or next((k for k in DEFAULT_PARAMS_KEYS if any(k in run.params for run in runs)), None)
+    if params_key and not any(params_key in run.params for run in runs):
+        raise UserError(f"--params-key {params_key}: no job has that parameter")
+    candidates: list[tuple[float, float, float, str]] = []
+    left_out: list[str] = []
+    for run in sorted(runs, key=lambda r: str(r.run_dir)):
+        rows = [row for row in run_rows(run, keys) if row.get("tokens")]
+        if not rows:
+            left_out.append(f"{run.run_dir}: no evaluated checkpoint")
+            continue
+        losses = [_number(row.get(loss_col)) for row in rows]
+        last = rows[-1]
+        target = _number(run.params.get("TRAIN_ITERS"))
+        if losses[-1] is None:
+            left_out.append(f"{run.run_dir}: {loss_col} at iteration {last['iteration']} is {last.get(loss_col)!r}")
+            continue
+        if target is not None and last["iteration"] < target:
+            left_out.append(f"{run.run_dir}: stopped at iteration {last['iteration']} of {int(target)}")
+            continue
+        first = next(value for value in losses if value is not None)
+        if losses[-1] > first and len(rows) > 1:
+            left_out.append(f"{run.run_dir}: {loss_col} rose from {first:.4g} to {losses[-1]:.4g} (diverged)")
+            continue
+        if which == "ends" and not keep_unannealed:
+            reason = unannealed(str(run.run_dir), run.params, last["iteration"])
+            if reason:
+                left_out.append(f"{run.run_dir}: {reason}")
+                continue
+        chosen = list(zip(rows, losses)) if which == "all" else [(last, losses[-1])]
+        for row, loss in chosen:
+            params = _number(run.params.get(key)) if key else _number(row.get(PARAMS_RESULT))
+            if params is None:
+                raise UserError(f"{run.run_dir}: no parameter count: give the jobs an N_PARAMS key (e.g. "
+                                f"expr(model_params(...)) from the architecture keys), name one with --params-key, "
+                                f"or have the evaluator report '{PARAMS_RESULT}'")
+            if loss is not None:
+                candidates.append((params, float(row["tokens"]), loss, f"{run.run_dir}@{row['iteration']}"))
+    merged = 0
+    if best_of_sweep:
+        best: dict[tuple[float, float], tuple[float, float, float, str]] = {}
+        for candidate in candidates:
+            slot = (candidate[0], candidate[1])
+            if slot not in best or candidate[2] < best[slot][2]:
+                best[slot] = candidate
+        merged, candidates = len(candidates) - len(best), list(best.values())
+    candidates.sort()
+    points = Points([c[0] for c in candidates], [c[1] for c in candidates], [c[2] for c in candidates],
+                    lines=list(range(1, len(candidates) + 1)), skipped=0)
+    source = f"job parameter {key}" if key else f"the evaluator's '{PARAMS_RESULT}' result"
+    return CampaignPoints(points, [c[3] for c in candidates], left_out, source, merged, which)
