@@ -179,3 +179,14 @@ def test_report_is_one_self_contained_page_that_renders_offline(campaign: Path, 
     shot = subprocess.run([chromium, *flags, f"--screenshot={screenshot}", "--window-size=1200,2400", url],
                           capture_output=True, text=True, timeout=120)
     assert shot.returncode == 0 and screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_campaign_without_a_parameter_count_is_refused_in_one_line(campaign: Path) -> None:
+    (campaign / "c.yaml").write_text(CONFIG.replace("{N_PARAMS: ", "{WIDTH: "))
+    for path in campaign.glob("runs/**/results.json"):
+        path.write_text(json.dumps({"val_loss": json.loads(path.read_text())["val_loss"]}))
+    result = orch("fit", "c.yaml", cwd=campaign)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2 and "no parameter count" in result.stderr
+    assert "N_PARAMS" in result.stderr and "--params-key" in result.stderr
+    assert orch("fit", "c.yaml", "--params-key", "NOPE", cwd=campaign).stderr.count("no job has that parameter") == 1

@@ -189,3 +189,18 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, cas
     for fragment in expected:
         assert fragment in result.stderr
     assert not (tmp_path / "fit.png").exists()
+
+
+def test_an_unreliable_fit_is_fitted_but_warned_about() -> None:
+    from orchestrator.analysis.scaling_law import warn_if_unreliable
+
+    # Loss that does not fall with tokens at all: the B term vanishes and beta means nothing.
+    params = np.repeat(np.logspace(7, 9, 4), 3)
+    tokens = np.tile(np.logspace(9, 10, 3), 4)
+    loss = 1.5 + 300.0 / params**0.3
+    fit = fit_law(params, tokens, loss)
+    notes = warn_if_unreliable(fit)
+    assert any("12 points for 5 parameters" in note for note in notes)
+    assert any("does not depend on tokens" in note and "B and beta are not determined" in note for note in notes), notes
+    reliable = fit_law(*grid_design(CHINCHILLA, noise=0.002, seed=1))
+    assert warn_if_unreliable(reliable) == []

@@ -35,6 +35,7 @@ GRID = {
 }
 DEFAULT_STARTS = 64
 _EXPONENT_BOUNDS = (0.0, 10.0)
+NEGLIGIBLE_SHARE = 1e-3
 
 
 class FitError(ValueError):
@@ -77,6 +78,9 @@ class Fit:
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Bootstrap 95% percentile intervals per parameter (empty without bootstrap)."""
     bootstrap_failures: int = 0
+    largest_share: dict[str, float] = field(default_factory=dict)
+    """For the A and B terms: their largest share of the predicted loss over the points. A term that is
+    nowhere more than a rounding error of the loss leaves its coefficient and exponent undetermined."""
 
 
 def _objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray,
@@ -161,11 +165,14 @@ def fit_law(params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, bootstrap:
         if value < best_value:
             best_theta, best_value, converged = theta, value, success
     law = _law(best_theta)
-    residuals = data[2] - np.log(law.loss(params, tokens))
+    predicted = law.loss(params, tokens)
+    residuals = data[2] - np.log(predicted)
+    shares = {"A": float(np.max(law.A / np.power(params, law.alpha) / predicted)),
+              "B": float(np.max(law.B / np.power(tokens, law.beta) / predicted))}
     intervals, failures = {}, 0
     if bootstrap:
         intervals, failures = _bootstrap(best_theta, data, bootstrap, seed)
-    return Fit(law, best_value, converged, len(params), residuals, intervals, failures)
+    return Fit(law, best_value, converged, len(params), residuals, intervals, failures, shares)
 
 
 def _bootstrap(theta: np.ndarray, data: tuple[np.ndarray, ...], count: int, seed: int
@@ -197,6 +204,10 @@ def warn_if_unreliable(fit: Fit) -> list[str]:
         value = getattr(fit.law, name)
         if value <= _EXPONENT_BOUNDS[0] + 1e-9 or value >= _EXPONENT_BOUNDS[1] - 1e-9:
             notes.append(f"{name} ended on its bound ({value:g}): the points do not pin it down")
+    for term, (exponent, axis) in {"A": ("alpha", "model size"), "B": ("beta", "tokens")}.items():
+        if fit.largest_share.get(term, 1.0) < NEGLIGIBLE_SHARE:
+            notes.append(f"the fitted loss does not depend on {axis} ({term}/{'N' if term == 'A' else 'D'}^{exponent} is "
+                         f"at most {fit.largest_share[term]:.1e} of it): {term} and {exponent} are not determined")
     if fit.bootstrap_failures:
         notes.append(f"{fit.bootstrap_failures} bootstrap refits did not converge")
     return notes
