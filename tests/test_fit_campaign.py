@@ -190,3 +190,14 @@ def test_a_campaign_without_a_parameter_count_is_refused_in_one_line(campaign: P
     assert len(result.stderr.strip().splitlines()) <= 2 and "no parameter count" in result.stderr
     assert "N_PARAMS" in result.stderr and "--params-key" in result.stderr
     assert orch("fit", "c.yaml", "--params-key", "NOPE", cwd=campaign).stderr.count("no job has that parameter") == 1
+
+
+def test_fit_reads_what_orch_results_writes_with_its_defaults(campaign: Path) -> None:
+    results = orch("results", "c.yaml", cwd=campaign)
+    assert results.returncode == 0, results.stderr
+    table = campaign / "c_results.csv"
+    assert "parameters" in table.read_text().splitlines()[0].split(",")
+    fitted = orch("fit", "c_results.csv", "--json", "--bootstrap", "0", cwd=campaign)
+    assert fitted.returncode == 0, fitted.stderr
+    # Every evaluated checkpoint of the 6 runs x 8 (the large model's broken cooldown never evaluated its end).
+    assert json.loads(fitted.stdout)["n_points"] == 6 * 8 - 1

@@ -21,11 +21,18 @@ class Points:
     """Rows with an empty cell in one of the three columns (e.g. evaluation rows without a loss)."""
 
 
-def read_points(path: str | Path, params_col: str, tokens_col: str, loss_col: str) -> Points:
+# Where N is when no column is named: a column called params, the evaluator's `parameters` metric in
+# what `orch results` writes, or a campaign's N_PARAMS key.
+PARAMS_COLUMNS = ("params", "parameters", "N_PARAMS")
+
+
+def read_points(path: str | Path, params_col: str | None, tokens_col: str, loss_col: str) -> Points:
     try:
         with open(path, newline="") as handle:
             reader = csv.DictReader(handle)
             columns = reader.fieldnames or []
+            if params_col is None:
+                params_col = next((column for column in PARAMS_COLUMNS if column in columns), PARAMS_COLUMNS[0])
             for option, column in (("--params-col", params_col), ("--tokens-col", tokens_col),
                                    ("--loss-col", loss_col)):
                 if column not in columns:

@@ -37,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("fit", help="fit the scaling law L(N, D) to a campaign's results or a CSV; "
                                               "compute-optimal N, D")
     add_job_selection_arguments(parser)
-    parser.add_argument("--params-col", default="params",
-                        help="CSV: column with the parameter count N (default: params)")
+    parser.add_argument("--params-col", default=None,
+                        help="CSV: column with the parameter count N (default: the first of params, parameters, "
+                             "N_PARAMS; `orch results` writes the evaluator's `parameters`)")
     parser.add_argument("--tokens-col", default="tokens", help="CSV: column with the training tokens D (default: tokens)")
     parser.add_argument("--loss-col", default="val_loss", help="column with the loss L (default: val_loss)")
     parser.add_argument("--params-key", metavar="KEY",
