@@ -98,6 +98,8 @@ class _Prepared:
     view: JobView
     observation: Observation | None
     output: OutputFacts
+    in_queue: bool
+    """An active submission of this job is in the queue (its current id, or one of this campaign's found by name)."""
 
 
 @dataclass(frozen=True)
@@ -201,9 +203,10 @@ class Monitor:
 
         observations, known = self._query(records, live)
         by_name = self._campaign_submissions_by_name(observations, records) if known else {}
-        active = self._count_active(records, live, observations, by_name, known)
-
         prepared = [self._prepare(job, records[job.name], observations, by_name, known, now) for job in live]
+        # What --max-jobs and queue limits count: the campaign's submissions in the queue, intents included.
+        active = self._lingering_active(records, observations, known) + sum(
+            1 for item in prepared if item.in_queue or item.view.pending_intent)
         self._probes.wait(min(self.options.poll_secs / 2, MAX_PROBE_WAIT_SECS))
 
         submitted = 0
@@ -264,27 +267,20 @@ class Monitor:
                                "campaign's job, left alone")
         return found
 
-    def _count_active(self, records: dict[str, JobRecord], live: list[Job], observations: dict[str, Observation],
-                      by_name: dict[str, list[Observation]], known: bool) -> int:
-        """The campaign's submissions in the queue (what --max-jobs and queue limits count); ends lingering ones."""
+    def _lingering_active(self, records: dict[str, JobRecord], observations: dict[str, Observation],
+                          known: bool) -> int:
+        """Submissions of finished (or cancelled) jobs still winding down in the queue, watched until they
+        leave; the attempts of those that left are closed."""
         active = 0
-        if known:
-            for record in records.values():
-                if not (record.state.is_terminal and record.current and record.current.scheduler_id):
-                    continue
-                # A finished (or cancelled) job's submission still winding down in the queue: watched until it leaves.
-                observation = observations.get(record.current.scheduler_id)
-                if observation is not None and observation.state.is_active:
-                    active += 1
-                else:
-                    self.store.end_attempt(record.name, observation.state.value if observation else "GONE",
-                                           observation.exit_code if observation else None)
-        for job in live:
-            view = view_of(records[job.name])
-            observation = observations.get(view.scheduler_id) if view.scheduler_id else None
-            if (view.scheduler_id and observation and observation.state.is_active) or view.pending_intent \
-                    or (not view.scheduler_id and by_name.get(job.name)):
+        for record in records.values() if known else ():
+            if not (record.state.is_terminal and record.current and record.current.scheduler_id):
+                continue
+            observation = observations.get(record.current.scheduler_id)
+            if observation is not None and observation.state.is_active:
                 active += 1
+            else:
+                self.store.end_attempt(record.name, observation.state.value if observation else "GONE",
+                                       observation.exit_code if observation else None)
         return active
 
     def _prepare(self, job: Job, record: JobRecord, observations: dict[str, Observation],
@@ -292,9 +288,9 @@ class Monitor:
         """Read the job's output and launch the probes that are due."""
         view = view_of(record)
         observation = observations.get(view.scheduler_id) if view.scheduler_id else None
+        in_queue = (observation is not None and observation.state.is_active) if view.scheduler_id \
+            else bool(by_name.get(job.name))
         if known:
-            in_queue = (observation is not None and observation.state.is_active) if view.scheduler_id \
-                else bool(by_name.get(job.name))
             if in_queue:
                 self._out_since.pop(job.name, None)
                 self._checked_since_out.discard(job.name)
@@ -311,7 +307,7 @@ class Monitor:
                 if self._probes.launch((job.name, "start_condition_cmd"), job.start_condition_cmd,
                                        job.probe_timeout_secs, now):
                     self.store.update_job(job.name, last_start_probe=now)
-        return _Prepared(job, record, view, observation, output)
+        return _Prepared(job, record, view, observation, output, in_queue)
 
     def _needs_fresh_check(self, name: str) -> bool:
         return name in self._out_since and name not in self._checked_since_out
