@@ -1,4 +1,4 @@
-"""Pieces shared by CLI commands: job selection (build, plan, run, status, ...) and the optional plotting extra."""
+"""Pieces shared by CLI commands: job selection (build, plan, run, status, ...), the optional extras, argument types."""
 
 from __future__ import annotations
 
@@ -32,3 +32,31 @@ def require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise UserError("--plot needs matplotlib: pip install 'orch[plot]'") from None
+
+
+def require_science(command: str) -> None:
+    """The fit needs numpy and scipy (the `science` extra): a one-line error without them."""
+    try:
+        import numpy  # noqa: F401
+        import scipy  # noqa: F401
+    except ImportError:
+        raise UserError(f"{command} needs numpy and scipy: pip install 'orch[science]'") from None
+
+
+def positive_flops(text: str) -> float:
+    """An argparse type: a compute budget in FLOPs (1e21)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of FLOPs: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: a count that may be 0 (e.g. bootstrap resamples)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value

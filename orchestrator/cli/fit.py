@@ -12,25 +12,15 @@ import json
 import sys
 from typing import Any
 
-from orchestrator.cli.common import add_job_selection_arguments, require_matplotlib, selected_jobs
+from orchestrator.cli.common import (
+    add_job_selection_arguments,
+    non_negative_int,
+    positive_flops,
+    require_matplotlib,
+    require_science,
+    selected_jobs,
+)
 from orchestrator.errors import UserError
-
-
-def _flops(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of FLOPs: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,24 +44,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "cooled); they lie above the law and are left out by default")
     parser.add_argument("--irreducible", type=float, metavar="LOSS",
                         help="the data's known entropy, if it has one: printed beside the fitted E")
-    parser.add_argument("--bootstrap", type=_count, default=500, metavar="K",
+    parser.add_argument("--bootstrap", type=non_negative_int, default=500, metavar="K",
                         help="resampled refits for the 95%% intervals (default 500; 0: none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
-    parser.add_argument("--budget", type=_flops, action="append", default=[], metavar="FLOPS",
+    parser.add_argument("--budget", type=positive_flops, action="append", default=[], metavar="FLOPS",
                         help="a compute budget C = 6ND to allocate (repeatable), e.g. 1e21")
     parser.add_argument("--isoflop-tolerance", type=float, default=0.05, metavar="REL",
                         help="points whose 6ND agree within this fraction share a budget (default 0.05)")
     parser.add_argument("--json", action="store_true", help="print E A B alpha beta ci optimal n_points as JSON")
     parser.add_argument("--plot", metavar="PNG", help="loss against tokens per model size, and against compute")
     parser.set_defaults(handler=run_fit)
-
-
-def _require_science() -> None:
-    try:
-        import numpy  # noqa: F401
-        import scipy  # noqa: F401
-    except ImportError:
-        raise UserError("orch fit needs numpy and scipy: pip install 'orch[science]'") from None
 
 
 def load_points(args: argparse.Namespace):
@@ -93,7 +75,7 @@ def load_points(args: argparse.Namespace):
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    _require_science()
+    require_science("orch fit")
     if args.plot:
         require_matplotlib()
     from orchestrator.analysis.isoflop import fit_isoflop

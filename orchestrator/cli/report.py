@@ -6,25 +6,31 @@ import argparse
 import os
 from pathlib import Path
 
-from orchestrator.cli.common import add_job_selection_arguments, require_matplotlib, selected_jobs
-from orchestrator.cli.fit import _count, _flops, _require_science
+from orchestrator.cli.common import (
+    add_job_selection_arguments,
+    non_negative_int,
+    positive_flops,
+    require_matplotlib,
+    require_science,
+    selected_jobs,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("report", help="one self-contained HTML page: jobs, loss curves, LR check, fit")
     add_job_selection_arguments(parser)
     parser.add_argument("-o", "--output", default="report.html", metavar="HTML", help="default: report.html")
-    parser.add_argument("--bootstrap", type=_count, default=200, metavar="K",
+    parser.add_argument("--bootstrap", type=non_negative_int, default=200, metavar="K",
                         help="bootstrap resamples for the fit's intervals (default 200)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--budget", type=_flops, action="append", default=[], metavar="FLOPS",
+    parser.add_argument("--budget", type=positive_flops, action="append", default=[], metavar="FLOPS",
                         help="compute budgets to allocate (default: 10x and 100x the largest run's)")
     parser.add_argument("--irreducible", type=float, metavar="LOSS", help="the data's known entropy, if any")
     parser.set_defaults(handler=run_report)
 
 
 def run_report(args: argparse.Namespace) -> int:
-    _require_science()
+    require_science("orch report")
     require_matplotlib()
     from orchestrator.analysis.report import FitSettings, build_report
     from orchestrator.state import StateStore
