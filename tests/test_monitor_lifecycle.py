@@ -7,14 +7,13 @@ import itertools
 import pytest
 
 from orchestrator.jobs import Job
+from orchestrator.job_state import ALLOWED_TRANSITIONS, JobState, TransitionError, check_transition
 from orchestrator.monitor.lifecycle import (
-    ALLOWED_TRANSITIONS,
     Adopt,
     Cancel,
     DropIntent,
     EndAttempt,
     Facts,
-    JobState,
     JobView,
     Log,
     RecordOutput,
@@ -23,8 +22,6 @@ from orchestrator.monitor.lifecycle import (
     StartRun,
     Submit,
     Transition,
-    TransitionError,
-    check_transition,
     decide,
     is_failed_ending,
     start_probe_due,

@@ -11,14 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from orchestrator.job_state import (  # noqa: F401 - re-exported for the monitor's callers
-    ALLOWED_TRANSITIONS,
-    TERMINAL_STATES,
-    JobState,
-    TransitionError,
-    can_transition,
-    check_transition,
-)
+from orchestrator.job_state import JobState
 from orchestrator.jobs import Job
 from orchestrator.monitor.probes import OutputFacts, activity, is_frozen
 from orchestrator.scheduler.base import Observation, SchedulerState

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable
 
+from orchestrator.job_state import JobState
 from orchestrator.jobs import Job
 from orchestrator.monitor.lifecycle import (
     Action,
@@ -26,7 +27,6 @@ from orchestrator.monitor.lifecycle import (
     DropIntent,
     EndAttempt,
     Facts,
-    JobState,
     JobView,
     Log,
     RecordOutput,
@@ -79,7 +79,6 @@ class CycleReport:
     scheduler_known: bool
     submitted: int
     finished: bool
-    probes_in_flight: int = 0
 
 
 @dataclass
@@ -224,7 +223,7 @@ class Monitor:
                 self._unavailable_cycles += 1
 
         finished = all(r.state.is_terminal for r in self.store.jobs([job.name for job in self.jobs]).values())
-        return CycleReport(known, submitted, finished, self._probes.in_flight())
+        return CycleReport(known, submitted, finished)
 
     def _query(self, records: dict[str, JobRecord], live: list[Job]) -> tuple[dict[str, Observation], bool]:
         """One scheduler query for the campaign; recorded ids now used by another job read GONE."""

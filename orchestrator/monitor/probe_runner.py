@@ -107,10 +107,6 @@ class ProbeRunner:
         if futures and timeout > 0:
             concurrent.futures.wait(futures, timeout=timeout)
 
-    def in_flight(self) -> int:
-        with self._lock:
-            return sum(1 for future, _ in self._running.values() if not future.done())
-
     def close(self) -> None:
         """Stop taking probes; running ones finish (each is bounded by its own time limit)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
