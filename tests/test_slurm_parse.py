@@ -63,13 +63,16 @@ def test_queue_limit_refusals_are_told_from_refusals_that_never_clear(fixture: s
     assert slurm_parse.is_queue_limit_refusal(recorded(fixture + ".err")) is limit
 
 
-@pytest.mark.parametrize("reason", ["AssocGrpSubmitJobsLimit", "QOSMaxSubmitJobPerAccountLimit", "QOSGrpSubmitJobsLimit",
+# The other job-count reasons, spelled as Slurm's reason table has them (src/common/job_state_reason.c).
+@pytest.mark.parametrize("reason", ["AssocGrpSubmitJobsLimit", "MaxSubmitJobsPerAccount", "MaxJobsPerAccount",
+                                    "QOSGrpSubmitJobsLimit", "QOSGrpJobsLimit", "AssocGrpJobsLimit",
                                     "QOSMaxJobsPerUserLimit", "AssocMaxJobsLimit"])
 def test_other_job_count_limit_reason_words(reason: str) -> None:
     assert slurm_parse.is_queue_limit_refusal(f"sbatch: error: {reason}\nsbatch: error: Batch job submission failed")
 
 
-@pytest.mark.parametrize("reason", ["QOSMaxWallDurationPerJobLimit", "AssocMaxCpuPerJobLimit", "QOSMinGRES"])
+@pytest.mark.parametrize("reason", ["QOSMaxWallDurationPerJobLimit", "AssocMaxCpuPerJobLimit", "QOSMinGRES",
+                                    "MaxCpuPerAccount", "MaxBillingRunMinsPerAccount"])
 def test_size_and_time_limits_are_not_queue_limits(reason: str) -> None:
     generic = "Job violates accounting/QOS policy (job submit limit, user's size and/or time limits)"
     assert not slurm_parse.is_queue_limit_refusal(f"sbatch: error: {reason}\nsbatch: error: {generic}")

@@ -166,13 +166,15 @@ def parse_sacct(output: str) -> dict[str, Observation]:
     return observations
 
 
-# Slurm's reason words for a submission refused by a job-count limit (slurm_protocol_defs.c,
-# job_state_reason_string): AssocMaxSubmitJobLimit, AssocGrpSubmitJobsLimit, QOSMaxSubmitJobPerUserLimit,
-# QOSMaxSubmitJobPerAccountLimit, QOSGrpSubmitJobsLimit, and the MaxJobs/GrpJobs family (refused rather than
-# held under a QOS with DenyOnLimit). Each clears when jobs leave the queue. Size and time limits
-# (e.g. QOSMaxWallDurationPerJobLimit) share sbatch's generic "violates accounting/QOS policy" line but
-# never clear by waiting, so the reason word, not that line, decides.
-_QUEUE_LIMIT = re.compile(r"\b(?:Assoc|QOS)(?:Max|Grp)(?:Submit)?Jobs?(?:PerUser|PerAccount)?Limit\b")
+# Slurm's reason words for a submission refused by a job-count limit, as its reason table spells them
+# (SchedMD/slurm src/common/job_state_reason.c, commit 68c0e92e): AssocMaxSubmitJobLimit,
+# AssocGrpSubmitJobsLimit, QOSMaxSubmitJobPerUserLimit, QOSGrpSubmitJobsLimit, MaxSubmitJobsPerAccount, and
+# the running-job counts AssocMaxJobsLimit, AssocGrpJobsLimit, QOSMaxJobsPerUserLimit, QOSGrpJobsLimit,
+# MaxJobsPerAccount (refused rather than held under a QOS with DenyOnLimit). Each clears when jobs leave the
+# queue. Size and time limits (e.g. QOSMaxWallDurationPerJobLimit) share sbatch's generic "violates
+# accounting/QOS policy" line but never clear by waiting, so the reason word, not that line, decides.
+_QUEUE_LIMIT = re.compile(
+    r"\b(?:(?:Assoc|QOS)(?:Max|Grp)(?:Submit)?Jobs?(?:PerUser)?Limit|Max(?:Submit)?JobsPerAccount)\b")
 
 
 def is_queue_limit_refusal(output: str) -> bool:
