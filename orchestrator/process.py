@@ -30,11 +30,14 @@ class CommandTimeout(Exception):
 
 def run_command(
     command: Sequence[str] | str,
-    timeout: float,
+    timeout: float | None,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
 ) -> CommandResult:
-    """Run argv (or a shell command line, given as one string); raise CommandTimeout or OSError."""
+    """Run argv (or a shell command line, given as one string); raise CommandTimeout or OSError.
+
+    `timeout=None` waits as long as the command runs (a user's own command run by hand).
+    """
     shell = isinstance(command, str)
     process = subprocess.Popen(
         command if shell else list(command),

@@ -11,6 +11,7 @@ import pytest
 from orchestrator.config import expand_config
 from orchestrator.config.grid import expand_grid
 from orchestrator.config.yaml_loader import parse_yaml_text
+from orchestrator.errors import UserError
 
 BASE = """
 template: t.sbatch
@@ -133,7 +134,7 @@ def test_expression_over_interpolated_expression() -> None:
 
 def test_brace_text_that_is_not_a_reference_is_kept_like_autoexperiment() -> None:
     jobs = jobs_of(
-        'name: "x"\ndata: "/p/{0000..0139}.tar"\nshell: "${HOME}/runs"\nregex: "step \\\\d{3}"\nuse: "--data {data}"\n'
+        'name: "x"\ndata: "/p/{0000..0139}.tar"\nshell: \'\\${HOME}/runs\'\nregex: "step \\\\d{3}"\nuse: "--data {data}"\n'
     )
     params = jobs[0].params
     assert params["data"] == "/p/{0000..0139}.tar"
@@ -142,9 +143,14 @@ def test_brace_text_that_is_not_a_reference_is_kept_like_autoexperiment() -> Non
     assert params["use"] == "--data /p/{0000..0139}.tar"
 
 
-def test_dollar_brace_of_a_defined_variable_is_interpolated_like_autoexperiment() -> None:
+def test_dollar_brace_of_a_defined_key_is_an_omegaconf_interpolation_like_autoexperiment() -> None:
     jobs = jobs_of('name: "x"\nHOME: /home/me\npath: "${HOME}/runs"\n')
-    assert jobs[0].params["path"] == "$/home/me/runs"
+    assert jobs[0].params["path"] == "/home/me/runs"
+
+
+def test_dollar_brace_of_an_unknown_key_is_an_error_with_the_escape_to_use() -> None:
+    with pytest.raises(UserError, match=r"key 'path': \$\{HOME\}: no key 'HOME' in the config \(write \\\$\{HOME\}"):
+        jobs_of('name: "x"\npath: "${HOME}/runs"\n')
 
 
 def test_escaped_braces_are_formatted_again_like_autoexperiment() -> None:

@@ -35,10 +35,17 @@ def test_filters_compare_text_values(config: Path) -> None:
     assert len(load_jobs(config, filters=["lr=0.01,0.2"])) == 2 * 2  # str(0.01) and str(0.2)
 
 
-def test_fix_collapses_a_sweep_everywhere_and_types_the_value(config: Path) -> None:
+def test_fix_collapses_a_sweep_everywhere_and_keeps_the_text(config: Path) -> None:
     jobs = load_jobs(config, fixes=["lr=1e-3"])
-    assert {j.params["lr"] for j in jobs} == {0.001}
+    assert {j.params["lr"] for j in jobs} == {"1e-3"}  # AutoExperiment's cfg[key] = "1e-3"
     assert len(jobs) == 2 * 2
+    assert {j.params["seed"] for j in load_jobs(config, fixes=["seed=010"])} == {"010"}
+
+
+def test_typed_fix_reads_the_value_as_yaml(config: Path) -> None:
+    jobs = load_jobs(config, typed_fixes=["lr=1e-3"])
+    assert {j.params["lr"] for j in jobs} == {0.001}
+    assert {j.params["seed"] for j in load_jobs(config, typed_fixes=["seed=yes"])} == {True}
 
 
 def test_fix_of_unknown_key_adds_it(config: Path) -> None:

@@ -18,16 +18,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def build_campaign(args: argparse.Namespace) -> int:
     """Build the selected jobs' scripts and report; shared with `orch build-and-run`."""
-    from orchestrator.planning.data_mix import write_job_mixtures
+    from orchestrator.render.generated import write_generated_files
     from orchestrator.render.write import build_scripts, script_path_clashes
 
     jobs = selected_jobs(args)
     clashes = script_path_clashes(jobs)
     if clashes:
         raise UserError(f"several jobs write the same script: {clashes[0]}; put {{name}} in `sbatch_script`")
-    mixtures = write_job_mixtures(jobs)  # each job's blended data list, at its DATA_MIX_FILE
-    if mixtures:
-        print(f"{mixtures} data mixture(s) written")
+    generated = write_generated_files(jobs)  # e.g. each job's blended data list, at its DATA_MIX_FILE
+    if generated:
+        print(f"{generated} generated file(s) written (data mixtures)")
     result = build_scripts(jobs)
     for warning in result.warnings:
         print(f"orch: {warning}", file=sys.stderr)

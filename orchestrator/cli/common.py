@@ -8,22 +8,31 @@ from orchestrator.errors import UserError
 from orchestrator.jobs import Job
 
 
-def add_job_selection_arguments(parser: argparse.ArgumentParser) -> None:
-    """CONFIG, AutoExperiment's `-f KEY=VALUE` fixes and positional `KEY=V1,V2` filters."""
+def add_job_selection_arguments(parser: argparse.ArgumentParser, command_help: str | None = None) -> None:
+    """CONFIG, AutoExperiment's `-f KEY=VALUE` fixes and positional `KEY=V1,V2` filters.
+
+    With `command_help`, a positional CMD (a shell command formatted per job) comes right after CONFIG.
+    """
     parser.add_argument("config", metavar="CONFIG", help="campaign YAML file")
+    if command_help:
+        parser.add_argument("command", metavar="CMD", help=command_help)
     parser.add_argument(
         "filters", metavar="KEY=V1,V2", nargs="*", default=[], help="keep only jobs whose KEY is one of the values"
     )
     parser.add_argument(
         "-f", "--fix", dest="fixes", metavar="KEY=VALUE", action="append", default=[],
-        help="fix a value before expansion (repeatable)",
+        help="fix a value before expansion, kept as text like AutoExperiment (repeatable)",
+    )
+    parser.add_argument(
+        "-F", "--fix-typed", dest="typed_fixes", metavar="KEY=VALUE", action="append", default=[],
+        help="like -f, but the value is typed as YAML would type it (1e-3 is a number)",
     )
 
 
 def selected_jobs(args: argparse.Namespace) -> list[Job]:
     from orchestrator.config import load_jobs
 
-    return load_jobs(args.config, fixes=args.fixes, filters=args.filters)
+    return load_jobs(args.config, fixes=args.fixes, filters=args.filters, typed_fixes=args.typed_fixes)
 
 
 def require_matplotlib() -> None:

@@ -62,8 +62,8 @@ def load_points(args: argparse.Namespace):
     from orchestrator.analysis.points import read_points
 
     if args.config.endswith(".csv"):
-        if args.filters or args.fixes:
-            raise UserError("KEY=VALUE filters and -f apply to a campaign config, not to a CSV")
+        if args.filters or args.fixes or args.typed_fixes:
+            raise UserError("KEY=VALUE filters and -f/-F apply to a campaign config, not to a CSV")
         points = read_points(args.config, args.params_col, args.tokens_col, args.loss_col)
         about = [f"{points.skipped} rows without values skipped"] if points.skipped else []
         return points, [f"{args.config} line {line}" for line in points.lines], about

@@ -65,6 +65,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start and termination commands run at most N at a time (default 16); "
                              "each is bounded by the job's probe_timeout_secs (default 300)")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log every probe result")
+    parser.add_argument("--filter-cmd", metavar="CMD",
+                        help="keep only the jobs for which CMD, formatted with the job's values ({name}, {lr}), "
+                             "exits 0 (AutoExperiment's --filter-cmd; run once per job at start-up)")
 
 
 def make_scheduler(choice: str):
@@ -96,8 +99,13 @@ def _put_own_bin_dir_on_path() -> None:
 def handle_run(args: argparse.Namespace) -> int:
     _put_own_bin_dir_on_path()
     jobs = selected_jobs(args)
+    if args.filter_cmd:
+        from orchestrator.job_commands import filter_by_command
+
+        jobs = filter_by_command(jobs, args.filter_cmd)
     if not jobs:
-        raise UserError(f"{args.config}: no job matches the filters {' '.join(args.filters)}")
+        criteria = " ".join([*args.filters, *([f"--filter-cmd {args.filter_cmd!r}"] if args.filter_cmd else [])])
+        raise UserError(f"{args.config}: no job matches the filters {criteria}")
     if args.dry:
         return dry_run(jobs, make_scheduler(args.scheduler), args.max_jobs)
     missing = [job.sbatch_script for job in jobs if not Path(job.sbatch_script).exists()]

@@ -6,19 +6,18 @@
 from __future__ import annotations
 
 import gc
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from orchestrator.config.grid import expand_grid
+from orchestrator.config.interpolation import resolve_interpolations
 from orchestrator.config.jobs_from_params import check_unique_names, job_from_params
-from orchestrator.config.resolve import ResolutionError, Resolver
+from orchestrator.config.resolve import ResolutionError, Resolver, autoexperiment_fixed_point
 from orchestrator.config.selection import apply_fixes, parse_filters, select_jobs
-from orchestrator.config.yaml_loader import load_config_file
+from orchestrator.config.yaml_loader import line_of_key, load_config_file
 from orchestrator.errors import UserError
-from orchestrator.planning.data_mix import add_mixture_variable
 from orchestrator.jobs import Job
 
 __all__ = ["expand_config", "load_jobs", "load_config_file"]
@@ -47,27 +46,37 @@ def expand_config(config: Mapping[str, Any], source: str = "config", text: str =
     """Expand a config mapping into its jobs, in AutoExperiment's order.
 
     `source` and `text` (the file's name and content) only serve error messages (file:line).
+    OmegaConf interpolations (`${key}`) are resolved first, as AutoExperiment's DictConfig does.
     """
+    config = resolve_interpolations(dict(config), source, text)
     with _cyclic_gc_paused():
         return _expand_config(config, source, text)
 
 
-def _where(source: str, text: str, key: str) -> str:
-    """`file:line` of the first line defining `key` (for error messages), else just `file`."""
-    match = re.search(rf"^[ \t-]*['\"]?{re.escape(key)}['\"]?[ \t]*:", text, re.MULTILINE)
-    return f"{source}:{text.count(chr(10), 0, match.start()) + 1}" if match else source
+def _has_brace_escapes(node: Any) -> bool:
+    """Some string of the config holds `{{` or `}}` (text that AutoExperiment formats again)."""
+    if type(node) is str:
+        return "{{" in node or "}}" in node
+    if isinstance(node, dict):
+        return any(_has_brace_escapes(value) for value in node.values())
+    if isinstance(node, list):
+        return any(_has_brace_escapes(item) for item in node)
+    return False
 
 
 def _expand_config(config: Mapping[str, Any], source: str, text: str) -> list[Job]:
     resolver = Resolver()
     jobs: list[Job] = []
+    escapes = _has_brace_escapes(config)
     for index, (signature, params) in enumerate(expand_grid(config)):
+        raw = dict(params) if escapes else params
         try:
-            resolver.resolve(params, signature)
+            resolver.resolve(params, signature)  # also the checks: undefined names, cycles, bad expr()
         except ResolutionError as error:
             label = _job_label(params, index)
-            raise UserError(f"{_where(source, text, error.key)}: job {label}, key {error.key!r}: {error}") from None
-        add_mixture_variable(params)  # a job with `data_mix` gets DATA_MIX_FILE (written by `orch build`)
+            raise UserError(f"{line_of_key(source, text, error.key)}: job {label}, key {error.key!r}: {error}") from None
+        if escapes:
+            params = autoexperiment_fixed_point(raw)  # what escapes re-format depends on the pass order
         jobs.append(job_from_params(params, index))
     check_unique_names(jobs, varying_keys=_keys_in_order(config))
     return jobs
@@ -88,9 +97,14 @@ def _keys_in_order(config: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
-def load_jobs(config_path: str | Path, fixes: Sequence[str] = (), filters: Sequence[str] = ()) -> list[Job]:
-    """Load, fix (`-f KEY=VALUE`), expand, resolve and filter (`KEY=V1,V2`) a campaign's jobs."""
+def load_jobs(
+    config_path: str | Path, fixes: Sequence[str] = (), filters: Sequence[str] = (), typed_fixes: Sequence[str] = ()
+) -> list[Job]:
+    """Load, fix (`-f KEY=VALUE`), expand, resolve and filter (`KEY=V1,V2`) a campaign's jobs.
+
+    `typed_fixes` (`-F KEY=VALUE`) are typed as YAML would type them; `fixes` stay text, as in AutoExperiment.
+    """
     config, text = load_config_file(config_path)
-    config = apply_fixes(config, fixes)
+    config = apply_fixes(config, fixes, typed_fixes)
     jobs = expand_config(config, source=str(config_path), text=text)
     return select_jobs(jobs, parse_filters(filters))

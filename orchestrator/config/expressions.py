@@ -1,8 +1,9 @@
 """Safe evaluation of `expr(...)` values with simpleeval (never Python's `eval`).
 
-Allowed: arithmetic, comparisons, boolean logic, conditional expressions, and the functions in
-`EXPR_FUNCTIONS`. Not allowed: attribute access, imports, comprehensions, lambdas, file access;
-powers and strings are bounded so a typo cannot hang or exhaust the login node.
+Allowed: arithmetic, comparisons, boolean logic, conditional expressions, list/tuple/dict/set
+literals with indexing, and the functions in `EXPR_FUNCTIONS`. Not allowed: attribute access,
+imports, comprehensions, lambdas, file access; powers, strings and lists are bounded (simpleeval's
+safe `*` and `+`) so a typo cannot hang or exhaust the login node.
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ EXPR_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "str": str,
     "bool": bool,
     "len": len,
-    "sum": lambda *values: sum(values[0] if len(values) == 1 and isinstance(values[0], (list, tuple)) else values),
+    "sum": sum,
+    "sorted": sorted,
+    "any": any,
+    "all": all,
     "pow": _bounded_power,
     "sqrt": math.sqrt,
     "exp": math.exp,
@@ -72,11 +76,17 @@ def is_expression(value: Any) -> bool:
     return type(value) is str and value.startswith(EXPR_PREFIX) and value.endswith(")")
 
 
+def _forbid_comprehensions(node: ast.AST) -> Any:
+    raise simpleeval.FeatureNotAvailable("comprehensions are not allowed in expr(); write the list out")
+
+
 def _make_evaluator() -> simpleeval.SimpleEval:
     operators = dict(simpleeval.DEFAULT_OPERATORS)
     operators[ast.Pow] = _bounded_power
-    evaluator = simpleeval.SimpleEval(operators=operators, functions=EXPR_FUNCTIONS, names=EXPR_NAMES)
+    evaluator = simpleeval.EvalWithCompoundTypes(operators=operators, functions=EXPR_FUNCTIONS, names=EXPR_NAMES)
     evaluator.nodes[ast.Attribute] = _forbid_attributes
+    for comprehension in (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp):
+        evaluator.nodes[comprehension] = _forbid_comprehensions
     return evaluator
 
 
@@ -101,7 +111,7 @@ def evaluate_expression(value: str) -> Any:
         raise ExpressionError(f"function {error.func_name!r} is not allowed in {value!r}") from None
     except simpleeval.InvalidExpression as error:
         raise ExpressionError(f"{error} in {value!r}") from None
-    except (ArithmeticError, TypeError, ValueError) as error:
+    except (ArithmeticError, LookupError, TypeError, ValueError) as error:
         raise ExpressionError(f"{type(error).__name__}: {error} in {value!r}") from None
     _RESULTS[value] = result
     return result

@@ -220,13 +220,20 @@ class Resolver:
         for passes in range(_MAX_REFORMATS):
             if "{" not in value and "}" not in value:
                 break
-            formatted, positional, deps = self._format_once(key, value, params, resolve_dep)
+            if passes == 0:
+                formatted, positional, deps = self._format_once(key, value, params, resolve_dep)
+            else:
+                # Text produced by `{{...}}` escapes (or by a referenced value) is formatted again, as
+                # AutoExperiment's fixed-point loop does; where that fails (`{asctime}`), it keeps the text.
+                self._plannable = False
+                try:
+                    formatted, positional, deps = self._format_once(key, value, params, resolve_dep)
+                except ResolutionError:
+                    break
             if formatted == value:
                 break
             if passes == 0:
                 step = _Step(key, raw, positional, deps)
-            else:
-                self._plannable = False  # text produced by `{{...}}` escapes was formatted again
             value = formatted
         if self._recording is not None and (step.positional is not None or _needs_work(raw)):
             # Plain text is data that differs between jobs of a plan; only templates are steps.
@@ -269,3 +276,39 @@ class Resolver:
             # AutoExperiment leaves such values alone; a format spec that does not fit the value
             # (`{lr:.0e}` on a string) is a real mistake worth stopping for.
             raise ResolutionError(key, f"cannot format {text!r}: {error}") from None
+
+
+def autoexperiment_fixed_point(params: dict[str, Any]) -> dict[str, Any]:
+    """AutoExperiment's own resolution loop, step for step (template.py's `generate_job_defs`).
+
+    Every pass formats each string value with the previous pass's values (expressions still
+    unevaluated left out), evaluates the `expr(...)` values, and keeps a value whose formatting or
+    evaluation fails; passes repeat until nothing changes. `Resolver` reaches the same values
+    depth first, except where `{{...}}` escapes produce new braces: there the order of passes
+    decides what is formatted again, so jobs with escapes are resolved this way (after `Resolver`
+    has checked them). `expr()` runs in simpleeval here too, never `eval`.
+    """
+    params = dict(params)
+    for _ in range(_MAX_REFORMATS):
+        previous = dict(params)
+        available = {key: value for key, value in previous.items() if not _is_expression_text(value)}
+        for key, old in previous.items():
+            if type(old) is not str:
+                continue
+            try:
+                params[key] = old.format(**available)
+            except Exception:  # noqa: BLE001 - AutoExperiment keeps the value whatever went wrong
+                pass
+            value = params[key]
+            if _is_expression_text(value):
+                try:
+                    params[key] = evaluate_expression(value)
+                except ExpressionError:
+                    pass
+        if previous == params:
+            break
+    return params
+
+
+def _is_expression_text(value: Any) -> bool:
+    return type(value) is str and value.startswith(EXPR_PREFIX) and value.endswith(")")

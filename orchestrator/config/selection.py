@@ -6,7 +6,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from orchestrator.config.yaml_loader import parse_scalar
+from orchestrator.config.yaml_loader import parse_typed_scalar
 from orchestrator.errors import UserError
 from orchestrator.jobs import Job
 
@@ -34,12 +34,17 @@ def _replace_everywhere(node: Any, key: str, value: Any) -> bool:
     return found
 
 
-def apply_fixes(config: Mapping[str, Any], fixes: Sequence[str]) -> dict[str, Any]:
-    """Fix values before expansion (a swept key becomes a single value); an unknown key is added."""
-    fixed = copy.deepcopy(dict(config)) if fixes else dict(config)
-    for text in fixes:
-        key, raw = _split_assignment(text, "-f")
-        value = parse_scalar(raw)
+def apply_fixes(config: Mapping[str, Any], fixes: Sequence[str], typed_fixes: Sequence[str] = ()) -> dict[str, Any]:
+    """Fix values before expansion (a swept key becomes a single value); an unknown key is added.
+
+    A `-f` value is kept as the text typed (`-f lr=1e-3` writes `1e-3`, `seed=010` stays `010`), as
+    AutoExperiment stores it (`cfg[key] = value`, a string); a `-F` value is typed as YAML would type it.
+    """
+    assignments = [(text, "-f", False) for text in fixes] + [(text, "-F", True) for text in typed_fixes]
+    fixed = copy.deepcopy(dict(config)) if assignments else dict(config)
+    for text, flag, typed in assignments:
+        key, raw = _split_assignment(text, flag)
+        value = parse_typed_scalar(raw) if typed else raw
         if not _replace_everywhere(fixed, key, value):
             fixed[key] = value
     return fixed

@@ -1,12 +1,16 @@
-"""Read a campaign YAML file the way AutoExperiment's loader (OmegaConf) does.
+"""Read a campaign YAML file exactly as AutoExperiment does: with OmegaConf (`OmegaConf.load`).
 
-Plain PyYAML follows YAML 1.1, where `5e-4` and `1e-2` (no dot) are *strings*; OmegaConf reads them as
-floats, and so do we. `2_000_000_000` is an int and `true` a bool in both. Unlike PyYAML we also refuse a
-key defined twice in the same mapping (PyYAML silently keeps the last one).
+OmegaConf's loader is YAML 1.1 plus its own float pattern (`5e-4` and `1.e-2` are floats, `.5e3` and
+`1_e3` stay strings), no timestamps (`2024-01-01` is text), merge keys (`<<: *base`, an explicit key
+wins) and an error for a key written twice in one mapping. Using OmegaConf itself, as AutoExperiment
+does, makes those rules exact instead of a reproduction; it is imported only when a config is read.
+The tree is returned as plain dicts and lists with `${...}` interpolations still unresolved, so `-f`
+fixes apply first, as in AutoExperiment (see `interpolation`).
 """
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 from typing import Any
@@ -15,57 +19,38 @@ import yaml
 
 from orchestrator.errors import UserError
 
-# OmegaConf's float pattern: YAML 1.1 floats plus exponents without a dot (`1e-3`) and `1.e-2`.
-_FLOAT_PATTERN = re.compile(
-    r"""^(?:
-        [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-      | [-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-      | \.[0-9_]+(?:[eE][-+]?[0-9]+)?
-      | [-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
-      | [-+]?\.(?:inf|Inf|INF)
-      | \.(?:nan|NaN|NAN)
-    )$""",
-    re.VERBOSE,
-)
+
+def line_of_key(source: str, text: str, key: str) -> str:
+    """`file:line` of the first line defining `key` (for error messages), else just `file`."""
+    if not key:
+        return source
+    match = re.search(rf"^[ \t-]*['\"]?{re.escape(key)}['\"]?[ \t]*:", text, re.MULTILINE)
+    return f"{source}:{text.count(chr(10), 0, match.start()) + 1}" if match else source
 
 
-class CampaignLoader(yaml.SafeLoader):
-    """SafeLoader with OmegaConf's float resolver and duplicate-key detection."""
-
-
-# Replace the float resolver (resolvers are kept per first character; rebuild the table without the old one).
-CampaignLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-# Dates stay text (`2024-01-01` is a run label, not a datetime object a template cannot format).
-CampaignLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in CampaignLoader.yaml_implicit_resolvers.items()
-}
-CampaignLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_PATTERN, list("-+0123456789."))
-
-
-def _construct_mapping_without_duplicates(loader: CampaignLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} is defined twice in the same mapping", key_node.start_mark
-            )
-        mapping[key] = loader.construct_object(value_node, deep=True)
-    return mapping
-
-
-CampaignLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping_without_duplicates)
+def omegaconf_error(error: Exception, source: str, text: str) -> UserError:
+    """An OmegaConf error as one line naming the file, line and key (`full_key`) it concerns."""
+    key = str(getattr(error, "full_key", "") or "")
+    leaf = re.split(r"[.\[]", key)[-1].rstrip("]") if key else ""
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    missing = re.match(r"Interpolation key '([^']+)' not found", message)
+    if missing:
+        name = missing.group(1)
+        message = f"${{{name}}}: no key {name!r} in the config (write \\${{{name}}} for a shell variable)"
+    if message.startswith("Missing mandatory value"):
+        message += f" (??? asks for one: -f {leaf}=VALUE)"
+    label = f"key {key!r}: " if key else ""
+    return UserError(f"{line_of_key(source, text, leaf)}: {label}{message}")
 
 
 def parse_yaml_text(text: str, source: str) -> Any:
-    """Parse YAML text; syntax errors become a UserError naming `source:line`."""
+    """Parse YAML text with OmegaConf's loader into plain containers; errors name `source:line`."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
-        return yaml.load(text, Loader=CampaignLoader)  # noqa: S506 - CampaignLoader is a SafeLoader
+        node = OmegaConf.load(io.StringIO(text))
+        return OmegaConf.to_container(node, resolve=False)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"{source}:{mark.line + 1}" if mark is not None else source
@@ -73,6 +58,10 @@ def parse_yaml_text(text: str, source: str) -> Any:
         raise UserError(f"{where}: YAML syntax error: {problem}") from None
     except yaml.YAMLError as error:
         raise UserError(f"{source}: YAML error: {error}") from None
+    except OmegaConfBaseException as error:
+        raise omegaconf_error(error, source, text) from None
+    except OSError as error:
+        raise UserError(f"{source}: {error}") from None
 
 
 def load_config_file(path: str | Path) -> tuple[dict[str, Any], str]:
@@ -85,19 +74,19 @@ def load_config_file(path: str | Path) -> tuple[dict[str, Any], str]:
     except OSError as error:
         raise UserError(f"cannot read config file {path}: {error.strerror}") from None
     data = parse_yaml_text(text, str(path))
-    if data is None:
+    if not data:
         raise UserError(f"{path}: the config is empty")
     if not isinstance(data, dict):
         raise UserError(f"{path}: the config must be a YAML mapping of keys to values, got a {type(data).__name__}")
     return data, text
 
 
-def parse_scalar(text: str) -> Any:
-    """A `-f KEY=VALUE` value, typed as the same text would be in the config file (`1e-3` is a float)."""
+def parse_typed_scalar(text: str) -> Any:
+    """A `-F KEY=VALUE` value, typed as the same text would be in the config file (`1e-3` is a float)."""
     if text == "":
         return ""
     try:
-        value = yaml.load(text, Loader=CampaignLoader)  # noqa: S506
-    except yaml.YAMLError:
+        value = parse_yaml_text(f"value: {text}\n", "-F")["value"]
+    except (UserError, TypeError):
         return text
     return value if isinstance(value, (str, int, float, bool)) else text

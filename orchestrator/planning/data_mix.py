@@ -105,7 +105,7 @@ def write_job_mixture(
     """Write the blended list of a job whose config has `data_sources` (name -> list file) and
     `data_mix` (name -> weight). Weights should sum to 1; otherwise they are normalised with a
     warning on stderr. Sources without a weight in `data_mix` are not used."""
-    _check_job_mixture(data_sources, data_mix)
+    check_job_mixture(data_sources, data_mix)
     inputs = [(float(weight), data_sources[name]) for name, weight in data_mix.items()]
     total = sum(weight for weight, _ in inputs)
     if total > 0 and abs(total - 1) > SUM_TOLERANCE:
@@ -113,23 +113,11 @@ def write_job_mixture(
     write_atomically(out_path, format_mixture(blend_files(inputs)))
 
 
-# --- config integration: `data_sources` + `data_mix` keys -> variable DATA_MIX_FILE, written by `orch build` ---
-
-DATA_MIX_VARIABLE = "DATA_MIX_FILE"
+DATA_MIX_VARIABLE = "DATA_MIX_FILE"  # the template variable naming a job's blended list (see render.generated)
 
 
-def default_mixture_path(sbatch_script: str) -> str:
-    """Next to the job's script (unique per job, like the script): `run/a.sbatch` -> `run/a.data_mix.txt`."""
-    return str(Path(sbatch_script).with_suffix("")) + ".data_mix.txt"
-
-
-def add_mixture_variable(params: dict[str, Any]) -> None:
-    """Give a resolved job that has a `data_mix` the variable DATA_MIX_FILE (unless the config sets it)."""
-    if params.get("data_mix") is not None and params.get(DATA_MIX_VARIABLE) is None:
-        params[DATA_MIX_VARIABLE] = default_mixture_path(str(params.get("sbatch_script", "job")))
-
-
-def _job_mixture_inputs(name: str, params: Mapping[str, Any]) -> tuple[Mapping[str, str], Mapping[str, float]]:
+def job_mixture_inputs(name: str, params: Mapping[str, Any]) -> tuple[Mapping[str, str], Mapping[str, float]]:
+    """A job's `data_sources` and `data_mix` mappings, or a one-line error naming the job."""
     sources, mix = params.get("data_sources"), params.get("data_mix")
     if not isinstance(mix, Mapping):
         raise UserError(f"job {name}: data_mix must be a mapping source name -> weight, got {mix!r}")
@@ -138,27 +126,7 @@ def _job_mixture_inputs(name: str, params: Mapping[str, Any]) -> tuple[Mapping[s
     return sources, mix
 
 
-def write_job_mixtures(jobs: Sequence[Any]) -> int:
-    """Write the blended list of every job with a `data_mix` to its DATA_MIX_FILE; return how many.
-
-    Every list is read and checked before the first file is written (nothing half-written).
-    """
-    planned: list[tuple[str, Mapping[str, str], Mapping[str, float]]] = []
-    for job in jobs:
-        params = job.params
-        if params.get("data_mix") is None:
-            continue
-        sources, mix = _job_mixture_inputs(job.name, params)
-        path = params.get(DATA_MIX_VARIABLE) or default_mixture_path(job.sbatch_script)
-        planned.append((str(path), sources, mix))
-    for path, sources, mix in planned:  # validation pass: raises before anything is written
-        _check_job_mixture(sources, mix)
-    for path, sources, mix in planned:
-        write_job_mixture(sources, mix, path)
-    return len(planned)
-
-
-def _check_job_mixture(data_sources: Mapping[str, str], data_mix: Mapping[str, float]) -> None:
+def check_job_mixture(data_sources: Mapping[str, str], data_mix: Mapping[str, float]) -> None:
     unknown = sorted(set(data_mix) - set(data_sources))
     if unknown:
         raise UserError(

@@ -6,6 +6,7 @@ A template whose name ends in `.j2` renders with Jinja2 (`{{ VAR }}`, StrictUnde
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable
 from functools import lru_cache
@@ -23,10 +24,14 @@ TEMPLATE_FILTERS["megatron_args"] = megatron_args  # Megatron flags from a mappi
 _JOB_NAME_LINE = re.compile(r"^#SBATCH\s+(?:--job-name[=\s]|-J\s*)\s*(\S+)", re.MULTILINE)
 
 
-@lru_cache(maxsize=None)
 def _read_template(path: str) -> str:
+    return _read_template_at(os.getcwd(), path)  # a relative path is cached per working directory
+
+
+@lru_cache(maxsize=None)
+def _read_template_at(directory: str, path: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return (Path(directory) / path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"template not found: {path}") from None
     except OSError as error:
@@ -66,11 +71,15 @@ def _jinja_environment(directory: str) -> Any:
     return environment
 
 
-@lru_cache(maxsize=None)
 def _jinja_template(path: str) -> Any:
+    return _jinja_template_at(os.getcwd(), path)
+
+
+@lru_cache(maxsize=None)
+def _jinja_template_at(directory: str, path: str) -> Any:
     import jinja2
 
-    file = Path(path)
+    file = Path(directory) / path
     if not file.is_file():
         raise UserError(f"template not found: {path}")
     environment = _jinja_environment(str(file.parent.resolve()))
@@ -96,8 +105,10 @@ def _render_jinja(path: str, params: dict[str, Any], job_name: str) -> str:
 
 
 def render_job(job: Job) -> str:
-    """The job's script text."""
-    params = dict(job.params)
+    """The job's script text (its parameters plus the paths of the files `orch build` generates for it)."""
+    from orchestrator.render.generated import template_variables
+
+    params = dict(template_variables(job))
     if job.template.endswith(".j2"):
         return _render_jinja(job.template, params, job.name)
     return _render_format(job.template, params, job.name)
