@@ -43,7 +43,8 @@ def make_shims(root: Path, jobs: list[Job]) -> tuple[Path, Path]:
     shims = root / "shims"
     shims.mkdir()
     count_file, queue_file = root / "calls.txt", root / "queue.txt"
-    row = FIELD_SEPARATOR.join(["{id}", "RUNNING", "0", "None", "2026-01-01T00:00:00", str(root), "{script}", "{name}"])
+    row = FIELD_SEPARATOR.join(["{id}", "RUNNING", "0", "None", "2026-01-01T00:00:00", str(root), "{script}", "1:00",
+                                "cpu=1,node=1,billing=1,gres/gpu=4", "{name}"])
     queue_file.write_text("".join(row.format(id=1000 + i, script=job.sbatch_script, name=job.name) + "\n"
                                   for i, job in enumerate(jobs)))
     for command in ("squeue", "sacct", "scontrol", "sbatch", "scancel"):

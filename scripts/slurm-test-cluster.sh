@@ -55,9 +55,10 @@ DBD_PORT=$((CTLD_PORT + 2))
 DB_PORT=$((CTLD_PORT + 3))
 DB_USER=slurm
 DB_PASS=orchtest
-SLURMD_TIMEOUT=10
+SLURMD_TIMEOUT=10  # seconds a silent slurmd is given before its node is down (NODE_FAIL tests)
 CRED_EXPIRE=10
-NODE_CPUS=8  # seconds a silent slurmd is given before its node is down (NODE_FAIL tests)
+NODE_CPUS=8
+NODE_GPUS=8  # fake devices: GPU requests are scheduled and accounted, nothing runs on them
 READY_TIMEOUT_SECS=${SLURM_TEST_READY_TIMEOUT:-60}
 LOCK=$BASE/cluster.lock
 
@@ -194,7 +195,15 @@ write_config() {
     node_line=$(slurmd -C | grep '^NodeName=')
     [[ -n $node_line ]] || die "slurmd -C printed no NodeName line"
     memory=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$node_line")
-    node_line="NodeName=$host CPUs=$NODE_CPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$NODE_CPUS ThreadsPerCore=1 RealMemory=${memory:-1000}"
+    node_line="NodeName=$host CPUs=$NODE_CPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$NODE_CPUS ThreadsPerCore=1 RealMemory=${memory:-1000} Gres=gpu:$NODE_GPUS"
+    # GPUs for GPU-hour accounting: plain files stand in for the device files (TaskPlugin=task/none
+    # constrains no devices), so --gres/--gpus requests are scheduled and sacct's AllocTRES has gres/gpu.
+    mkdir -p "$BASE/dev"
+    for ((i = 0; i < NODE_GPUS; i++)); do : >"$BASE/dev/gpu$i"; done
+    write_if_changed "$CONF_DIR/gres.conf" 644 <<EOF || true
+# Written by scripts/slurm-test-cluster.sh. Fake devices: see write_config.
+NodeName=$host Name=gpu File=$BASE/dev/gpu[0-$((NODE_GPUS - 1))]
+EOF
     write_if_changed "$CONF" 644 <<EOF
 # Written by scripts/slurm-test-cluster.sh (orch's one-node test cluster). Edits are overwritten.
 ClusterName=$CLUSTER
@@ -219,6 +228,8 @@ JobCompType=jobcomp/filetxt
 JobCompLoc=$JOBCOMP_LOG
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
+GresTypes=gpu
+AccountingStorageTRES=gres/gpu
 PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE
 # Finished jobs stay visible to squeue -t all / scontrol for 5 minutes.

@@ -75,7 +75,7 @@ def submissions(root: Path) -> Counter[str]:
 def status(root: Path) -> dict[str, dict]:
     result = run_orch(root, "status", "campaign.yaml", "--json", timeout=60)
     assert result.returncode == 0, result.stderr
-    return {row["name"]: row for row in json.loads(result.stdout)}
+    return {row["name"]: row for row in json.loads(result.stdout)["jobs"]}
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):

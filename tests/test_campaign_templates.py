@@ -60,7 +60,10 @@ def test_plan_shows_the_whole_grid():
     result = subprocess.run([ORCH_BIN, "plan", str(CONFIG)], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     # 6 sizes x 5 LRs x 2 batch sizes x 2 bias x (pretrain + 3 cooldowns) x (train + convert_eval)
-    assert result.stdout.rstrip().endswith("960 jobs")
+    assert "\n960 jobs\n" in result.stdout
+    # Every job asks for GPUs with a time limit: a total, and subtotals by the grid's axes.
+    assert "unbounded" not in result.stdout
+    assert "\n  by MODE: TRAIN " in result.stdout and "\n  by PHASE: PRETRAIN " in result.stdout
 
 
 def test_grid_values_follow_the_expressions():

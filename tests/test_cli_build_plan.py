@@ -90,7 +90,7 @@ def test_plan_table_and_json(campaign: Path) -> None:
     table = orch("plan", "c.yaml", "MODE=train", cwd=campaign)
     assert table.returncode == 0
     lines = table.stdout.splitlines()
-    assert lines[0].split()[:2] == ["NAME", "MODE"] and lines[-1] == "4 jobs"
+    assert lines[0].split()[:2] == ["NAME", "MODE"] and lines[-2:] == ["4 jobs", "GPU-hours: none (no job asks for GPUs)"]
     assert "output ~ /after training is done/" in lines[1]
     payload = json.loads(orch("plan", "c.yaml", "--json", cwd=campaign).stdout)
     assert [p["name"] for p in payload][:2] == ["10M_lr5e-03_train", "10M_lr5e-03_eval"]

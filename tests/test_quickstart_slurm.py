@@ -35,7 +35,7 @@ def test_quickstart_campaign_on_slurm(slurm_cluster, slurm_job_prefix, tmp_path,
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     listed = run_orch(tmp_path, "status", CONFIG, *fix_exp, "--json", timeout=60)
-    rows = json.loads(listed.stdout)
+    rows = json.loads(listed.stdout)["jobs"]
     assert len(rows) == 60 and {row["state"] for row in rows} == {"done"}
     assert all(row["name"].startswith(slurm_job_prefix) for row in rows)
     assert all(row["scheduler_id"] for row in rows)  # each ran as a Slurm job, not locally

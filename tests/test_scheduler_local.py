@@ -16,9 +16,8 @@ from orchestrator.scheduler.base import Observation, SchedulerState as S, Submit
 from orchestrator.scheduler.local import (
     LocalScheduler,
     expand_log_path,
-    parse_sbatch_directives,
-    parse_time_limit,
 )
+from orchestrator.scheduler.sbatch_script import script_options
 from orchestrator.scheduler.select import resolve_choice, select_scheduler
 
 
@@ -154,15 +153,6 @@ def test_bad_time_limit_is_a_submit_error(scheduler: LocalScheduler, tmp_path: P
         scheduler.submit(make_job(tmp_path, "bad", "true", "--time=soon"))
 
 
-@pytest.mark.parametrize(
-    ("text", "secs"),
-    [("5", 300), ("0:02", 2), ("1:30", 90), ("2:00:01", 7201), ("1-0", 86400), ("1-2:03", 93780),
-     ("1-2:03:04", 93784), ("UNLIMITED", None), ("infinite", None), ("0", None)],
-)
-def test_time_limits(text: str, secs: float | None) -> None:
-    assert parse_time_limit(text) == secs
-
-
 def test_directives_are_read_like_sbatch() -> None:
     text = "\n".join([
         "#!/bin/bash",
@@ -174,7 +164,7 @@ def test_directives_are_read_like_sbatch() -> None:
         "echo start",
         "#SBATCH --job-name=ignored-after-a-command",
     ])
-    assert parse_sbatch_directives(text) == {"job-name": "short", "time": "1:00", "output": "logs/%x.log"}
+    assert script_options(text) == {"job-name": "short", "time": "1:00", "output": "logs/%x.log", "exclusive": ""}
     assert expand_log_path("x/%x-%j-%%-%5j", "42", "run") == "x/run-42-%-00042"
 
 

@@ -223,9 +223,35 @@ def test_sacct_out_of_memory_row() -> None:
     """OUT_OF_MEMORY needs cgroup memory enforcement, which the test cluster lacks (TaskPlugin=task/none):
     this row is written in sacct's layout by hand, not recorded."""
     separator = slurm_parse.FIELD_SEPARATOR
-    row = separator.join(["31", "OUT_OF_MEMORY", "0:125", "None", "2026-01-01T00:00:00", "/w", "train"]) + "\n"
+    row = separator.join(["31", "OUT_OF_MEMORY", "0:125", "None", "2026-01-01T00:00:00", "/w", "3600",
+                          "billing=8,cpu=8,gres/gpu=4,gres/gpu:a100=4,node=1", "train"]) + "\n"
     job = slurm_parse.parse_sacct(row)["31"]
     assert (job.state, job.name) == (S.OUT_OF_MEMORY, "train") and job.state.is_failure
+    assert (job.elapsed_secs, job.gpus) == (3600.0, 4)  # the untyped total, not typed + untyped
+
+
+def test_usage_figures_recorded_from_the_cluster() -> None:
+    """Elapsed time and allocated GPUs, as sacct (ElapsedRaw, AllocTRES) and squeue (TimeUsed, tres-alloc) print them."""
+    accounted = slurm_parse.parse_sacct(recorded("sacct_final.txt"))
+    ok, timeout, fail = accounted[IDS["ok"]], accounted[IDS["timeout"]], accounted[IDS["fail"]]
+    assert ok.gpus == 2 and ok.elapsed_secs is not None and 2 <= ok.elapsed_secs <= 4  # `sleep 2`, --gres=gpu:2
+    assert timeout.gpus == 1 and timeout.elapsed_secs is not None and timeout.elapsed_secs >= 60  # --gpus=1, --time=0:01
+    assert fail.gpus is None and fail.elapsed_secs is not None and fail.elapsed_secs < 2
+    listed = slurm_parse.parse_squeue(recorded("squeue_final.txt"))
+    assert listed[IDS["ok"]].gpus == 2 and listed[IDS["ok"]].elapsed_secs == ok.elapsed_secs
+    pending = [o for o in slurm_parse.parse_squeue(recorded("squeue_submitted.txt")).values() if o.state == S.PENDING]
+    assert pending and all(o.elapsed_secs is None for o in pending)
+
+
+@pytest.mark.parametrize(("text", "secs"), [("0:03", 3.0), ("1:00", 60.0), ("2:03:04", 7384.0), ("1-02:03:04", 93784.0),
+                                            ("INVALID", None), ("", None)])
+def test_durations(text: str, secs: float | None) -> None:
+    assert slurm_parse.parse_duration(text) == secs
+
+
+def test_jobcomp_gives_elapsed_from_start_and_end() -> None:
+    finished = slurm_parse.parse_jobcomp(recorded("jobcomp.txt"))
+    assert finished[IDS["ok"]].elapsed_secs is not None and 2 <= finished[IDS["ok"]].elapsed_secs <= 4
 
 
 @pytest.mark.parametrize(("text", "code"), [("3:0", 3), ("0:9", 137), ("768", 3), ("9", 137), ("4021", 181), ("0:53", 181), ("0", 0), ("", None), ("x", None)])

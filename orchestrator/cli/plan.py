@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from orchestrator.accounting.estimate import JobEstimate
 from orchestrator.cli.common import add_job_selection_arguments, selected_jobs
 from orchestrator.errors import UserError
 from orchestrator.jobs import Job
@@ -21,6 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="every job's resolved parameters as JSON")
     output.add_argument("--show", metavar="NAME", help="print the rendered script of one job")
+    parser.add_argument("--diff", action="store_true",
+                        help="compare with what `orch build` last wrote here: new, removed and changed jobs, and "
+                             "running jobs whose script changed under them (with --show NAME: the job's diff)")
+    parser.add_argument("--by", metavar="KEY[,KEY]", action="append", default=[],
+                        help="GPU-hour subtotals by these parameters, crossed (repeatable; default: each swept "
+                             "top-level key)")
     parser.set_defaults(handler=run_plan)
 
 
@@ -52,15 +59,22 @@ def _watch(job: Job) -> str:
     return "; ".join(rules) or "-"
 
 
-def table_rows(jobs: Sequence[Job]) -> tuple[list[str], list[list[str]]]:
+def format_gpu_hours(estimate: JobEstimate) -> str:
+    if estimate.unbounded:
+        return "unbounded"
+    return f"{estimate.gpu_hours:.1f}" if estimate.gpus else "0"
+
+
+def table_rows(jobs: Sequence[Job], estimates: dict[str, JobEstimate]) -> tuple[list[str], list[list[str]]]:
     extra = [key for key in (_key_like(jobs, "mode"), _key_like(jobs, "phase")) if key]
     watched = any(job.progress_regex or job.fail_regex for job in jobs)
-    header = ["NAME", *[key.upper() for key in extra], "SCRIPT", "OUTPUT", "START CONDITION", "TERMINATION",
+    header = ["NAME", *[key.upper() for key in extra], "GPU-H", "SCRIPT", "OUTPUT", "START CONDITION", "TERMINATION",
               *(["WATCH"] if watched else [])]
     rows = [
         [
             job.name,
             *[str(job.params.get(key, "-")) for key in extra],
+            format_gpu_hours(estimates[job.name]),
             job.sbatch_script,
             job.output_file,
             _cut(job.start_condition_cmd) or "-",
@@ -102,6 +116,12 @@ def _jsonable(value: Any) -> Any:
 
 def run_plan(args: argparse.Namespace) -> int:
     jobs = selected_jobs(args)
+    if args.diff:
+        if args.json:
+            raise UserError("--diff prints text; it does not combine with --json")
+        from orchestrator.cli.plan_diff import print_diff
+
+        return print_diff(args, jobs)
     if args.show:
         from orchestrator.render import render_job
 
@@ -111,12 +131,54 @@ def run_plan(args: argparse.Namespace) -> int:
                 return 0
         raise UserError(f"no job named {args.show!r} (see `orch plan {args.config}` for the names)")
     _check_templates(jobs)
+    from orchestrator.accounting.estimate import estimate_jobs
+
+    estimates = estimate_jobs(jobs)
     if args.json:
-        payload = [{key: _jsonable(value) for key, value in job.params.items()} for job in jobs]
+        payload = [{**{key: _jsonable(value) for key, value in job.params.items()},
+                    ESTIMATE_JSON_KEY: _estimate_json(estimates[job.name])} for job in jobs]
         json.dump(payload, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
-    header, rows = table_rows(jobs)
+    header, rows = table_rows(jobs, estimates)
     sys.stdout.write(format_table(header, rows))
     sys.stdout.write(f"{len(jobs)} jobs\n")
+    sys.stdout.write(cost_summary(args, jobs, estimates))
     return 0
+
+
+ESTIMATE_JSON_KEY = "orch_estimate"
+
+
+def _estimate_json(estimate: JobEstimate) -> dict[str, Any]:
+    return {"nodes": estimate.nodes, "gpus": estimate.gpus, "hours": estimate.hours,
+            "gpu_hours": estimate.gpu_hours, "unbounded": estimate.unbounded}
+
+
+def cost_summary(args: argparse.Namespace, jobs: Sequence[Job], estimates: dict[str, JobEstimate]) -> str:
+    """The total, the unbounded jobs, and subtotals by the grid's main axes (or `--by`)."""
+    from orchestrator.accounting.estimate import main_axis_subtotals, subtotals
+    from orchestrator.config import load_config_file
+
+    total = sum(e.gpu_hours for e in estimates.values())
+    unbounded = [name for name, e in estimates.items() if e.unbounded]
+    if not any(e.gpus for e in estimates.values()):
+        return "GPU-hours: none (no job asks for GPUs)\n"
+    lines = [f"GPU-hours (each job's time limit x GPUs, one attempt each): {total:,.1f}"]
+    if unbounded:
+        lines.append(f"  {len(unbounded)} job(s) with GPUs but no time limit (unbounded, not counted): "
+                     + ", ".join(unbounded[:3]) + (" ..." if len(unbounded) > 3 else ""))
+    problems = [(name, e.problem) for name, e in estimates.items() if e.problem]
+    if problems:
+        lines.append(f"  {len(problems)} job(s) with options that could not be read, e.g. {problems[0][0]}: "
+                     f"{problems[0][1]}")
+    if args.by:
+        groupings = [[key.strip() for key in text.split(",") if key.strip()] for text in args.by]
+        grouped = [(" × ".join(keys), subtotals(estimates, jobs, keys)) for keys in groupings]
+    else:
+        grouped = main_axis_subtotals(load_config_file(args.config)[0], estimates, jobs)
+    for label, found in grouped:
+        parts = [f"{sub.value} {sub.gpu_hours:,.1f}" + (f" (+{sub.unbounded} unbounded)" if sub.unbounded else "")
+                 for sub in found]
+        lines.append(f"  by {label}: " + ", ".join(parts))
+    return "\n".join(lines) + "\n"

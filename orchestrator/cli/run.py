@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from orchestrator.cli.common import add_job_selection_arguments, selected_jobs
@@ -18,6 +19,7 @@ from orchestrator.errors import UserError
 from orchestrator.jobs import Job
 
 LOG_FORMAT = "%(asctime)s %(message)s"
+DEFAULT_CONFIRM_ABOVE = 100.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,6 +67,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start and termination commands run at most N at a time (default 16); "
                              "each is bounded by the job's probe_timeout_secs (default 300)")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log every probe result")
+    parser.add_argument("--budget", type=_positive_float, metavar="GPU_HOURS",
+                        help="submit nothing that could take the campaign past this many GPU-hours "
+                             "(spent so far + the time limits of queued jobs + the new job's)")
+    parser.add_argument("--confirm-above", type=float, metavar="GPU_HOURS", default=DEFAULT_CONFIRM_ABOVE,
+                        help=f"ask before submitting when the estimate exceeds this (default {DEFAULT_CONFIRM_ABOVE:g})")
+    parser.add_argument("-y", "--yes", action="store_true", help="do not ask (for scripts and cron)")
     parser.add_argument("--filter-cmd", metavar="CMD",
                         help="keep only the jobs for which CMD, formatted with the job's values ({name}, {lr}), "
                              "exits 0 (AutoExperiment's --filter-cmd; run once per job at start-up)")
@@ -107,16 +115,20 @@ def handle_run(args: argparse.Namespace) -> int:
         criteria = " ".join([*args.filters, *([f"--filter-cmd {args.filter_cmd!r}"] if args.filter_cmd else [])])
         raise UserError(f"{args.config}: no job matches the filters {criteria}")
     if args.dry:
+        if all(Path(job.sbatch_script).exists() for job in jobs):
+            print(f"orch: {cost_line(jobs)[0]}")
         return dry_run(jobs, make_scheduler(args.scheduler), args.max_jobs)
     missing = [job.sbatch_script for job in jobs if not Path(job.sbatch_script).exists()]
     if missing:
         raise UserError(f"{len(missing)} sbatch script(s) not built, first {missing[0]}: "
                         f"run `orch build {args.config}` first, or use `orch build-and-run`")
 
+    from orchestrator.accounting.provenance import campaign_provenance
     from orchestrator.monitor.loop import Monitor, MonitorOptions, default_poll_secs
     from orchestrator.state import StateStore, acquire_monitor_lock, state_dir
 
     with acquire_monitor_lock("."):
+        confirm_cost(jobs, args)
         scheduler = make_scheduler(args.scheduler)
         log_handlers = _start_logging(state_dir(".") / "monitor.log", args.verbose)
         store = StateStore.open(".")
@@ -125,8 +137,10 @@ def handle_run(args: argparse.Namespace) -> int:
             max_jobs=args.max_jobs,
             max_start_attempts=args.max_start_attempts,
             probe_workers=args.probe_workers,
+            budget_gpu_hours=args.budget,
         )
-        monitor = Monitor(jobs, scheduler, store, options)
+        provenance = campaign_provenance(args.config, args.fixes, args.typed_fixes, args.filters, args.filter_cmd)
+        monitor = Monitor(jobs, scheduler, store, options, provenance=provenance)
         previous = {sig: signal.signal(sig, lambda signum, frame: monitor.stop(signum))
                     for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -136,6 +150,45 @@ def handle_run(args: argparse.Namespace) -> int:
                 signal.signal(sig, handler)
             store.close()
             _stop_logging(log_handlers)
+
+
+def cost_line(jobs: list[Job]) -> tuple[str, float]:
+    """One line on what the jobs not yet done may cost and what was spent, and the GPU-hours to come."""
+    from orchestrator.accounting.estimate import estimate_job
+    from orchestrator.accounting.ledger import attempt_gpu_hours
+    from orchestrator.job_state import JobState
+    from orchestrator.state import StateStore
+
+    store = StateStore.open_existing(".")
+    try:
+        records = store.jobs([job.name for job in jobs]) if store else {}
+        spent = sum(attempt_gpu_hours(a, time.time()) for a in store.attempts()) if store else 0.0
+    finally:
+        if store is not None:
+            store.close()
+    to_run = [job for job in jobs if not (job.name in records and records[job.name].state == JobState.DONE)]
+    estimates = [estimate_job(job, Path(job.sbatch_script).read_text(errors="replace")) for job in to_run]
+    estimate = sum(e.gpu_hours for e in estimates)
+    unbounded = sum(e.unbounded for e in estimates)
+    line = (f"estimate: {len(to_run)} job(s) to run, up to {estimate:,.1f} GPU-hours (one time limit each)"
+            + (f", {unbounded} unbounded (GPUs without a time limit)" if unbounded else "")
+            + f"; spent so far: {spent:,.1f} GPU-hours")
+    return line, estimate
+
+
+def confirm_cost(jobs: list[Job], args: argparse.Namespace) -> None:
+    """Print the estimate; above --confirm-above ask on a terminal, refuse without one (unless --yes)."""
+    line, estimate = cost_line(jobs)
+    print(f"orch: {line}", flush=True)
+    if args.yes or estimate <= args.confirm_above:
+        return
+    question = f"submit jobs worth up to {estimate:,.1f} GPU-hours (above --confirm-above {args.confirm_above:g})? [y/N] "
+    if not sys.stdin.isatty():
+        raise UserError(f"the estimate ({estimate:,.1f} GPU-hours) is above --confirm-above {args.confirm_above:g} "
+                        "and there is no terminal to ask: run with --yes (or a higher --confirm-above)")
+    answer = input(question).strip().lower()
+    if answer not in ("y", "yes"):
+        raise UserError("not confirmed: nothing submitted")
 
 
 def dry_run(jobs: list[Job], scheduler, max_jobs: int | None = None) -> int:

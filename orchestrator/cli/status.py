@@ -1,7 +1,9 @@
-"""`orch status CONFIG [--json]`: what the monitor's store says about each job of the campaign.
+"""`orch status CONFIG [--json] [--history NAME] [--watch]`: what the monitor's store says about each job.
 
-Read-only: it works while a monitor runs (SQLite WAL lets readers in) and when none ever ran
-(every job is then `waiting`).
+Read-only: it works while a monitor runs (SQLite WAL lets readers in) and when none ever ran (every job
+is then `waiting`). Beside each job's state: the GPU-hours it spent (the scheduler's elapsed time x
+allocated GPUs, every attempt), the part of it wasted on attempts that did not finish, and the
+estimate of what it may still take.
 """
 
 from __future__ import annotations
@@ -10,20 +12,32 @@ import argparse
 import json
 import os
 import time
+from collections import Counter
+from typing import Any
 
 from orchestrator.cli.common import add_job_selection_arguments, selected_jobs
+from orchestrator.errors import UserError
 
 TAIL_BYTES = 4096
+LONG_WAIT_CHECKS = 10  # a start condition refused this often: "waiting longer than usual"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("status", help="each job's state, scheduler id, attempts, runtime and last output line")
+    parser = subparsers.add_parser("status", help="each job's state, scheduler id, attempts, GPU-hours and last output")
     add_job_selection_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    view = parser.add_mutually_exclusive_group()
+    view.add_argument("--json", action="store_true", help="print JSON (jobs and totals) instead of a table")
+    view.add_argument("--history", metavar="NAME", help="one job's attempts with what each was submitted with")
+    view.add_argument("--watch", action="store_true", help="refresh in place until interrupted")
+    parser.add_argument("--interval", type=float, default=5.0, metavar="SECS", help="--watch refresh period")
+    parser.add_argument("--budget", type=float, metavar="GPU_HOURS", help="show spending against this budget")
     parser.set_defaults(handler=handle_status)
 
 
-def status_rows(jobs, store, now: float) -> list[dict]:
+def status_rows(jobs, store, now: float) -> list[dict[str, Any]]:
+    from orchestrator.accounting.estimate import estimate_jobs
+    from orchestrator.accounting.ledger import attempt_seconds, job_spend, remaining_gpu_hours
+    from orchestrator.job_state import JobState
     from orchestrator.monitor.probes import resolve_output_path
 
     records = store.jobs([job.name for job in jobs]) if store is not None else {}
@@ -31,23 +45,57 @@ def status_rows(jobs, store, now: float) -> list[dict]:
     if store is not None:
         for attempt in store.attempts():
             attempts_by_job.setdefault(attempt.job, []).append(attempt)
+    estimates = estimate_jobs(jobs)
     rows = []
     for job in jobs:
         record = records.get(job.name)
         attempts = [a for a in attempts_by_job.get(job.name, []) if a.scheduler_id]
-        until = record.updated_at if record and record.state.is_terminal else now  # a finished job's clock stops
-        runtime = sum(min(a.ended_at or until, until) - a.started_at for a in attempts if a.started_at is not None)
+        spend = job_spend(attempts, now)
+        state = record.state.value if record else "waiting"
+        done = record is not None and record.state == JobState.DONE
+        open_attempt = next((a for a in attempts if a.ended_at is None), None)
         rows.append({
             "name": job.name,
-            "state": record.state.value if record else "waiting",
+            "state": state,
             "scheduler_id": attempts[-1].scheduler_id if attempts else None,
             "attempts": len(attempts),
-            "runtime_secs": round(runtime, 1),
+            "runtime_secs": round(sum(attempt_seconds(a, now) for a in attempts), 1),
+            "gpu_hours_spent": round(spend.spent, 4),
+            "gpu_hours_wasted": round(spend.wasted, 4),
+            "gpu_hours_remaining": 0.0 if done else round(remaining_gpu_hours(estimates[job.name], open_attempt, now), 4),
+            "unbounded": estimates[job.name].unbounded and not done,
             "last_line": last_line(resolve_output_path(job.output_file, record.last_scheduler_id if record else None,
                                                         job.name)),
             "reason": record.reason if record else "",
+            "needs_attention": _attention(record, attempts),
         })
     return rows
+
+
+def _attention(record, attempts) -> str:
+    """Why a job needs a look: it failed or was abandoned, froze, or waits unusually long to start."""
+    if record is None:
+        return ""
+    if record.state.value in ("failed", "abandoned"):
+        return record.state.value
+    if attempts and attempts[-1].cancel_reason and record.state.value != "done":
+        return attempts[-1].cancel_reason
+    if record.state.value == "waiting" and record.start_attempts >= LONG_WAIT_CHECKS:
+        return f"waiting ({record.start_attempts} start checks)"
+    if record.reason.startswith("budget:"):
+        return "over budget"
+    return ""
+
+
+def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "jobs": len(rows),
+        "states": dict(Counter(row["state"] for row in rows)),
+        "gpu_hours_spent": round(sum(row["gpu_hours_spent"] for row in rows), 4),
+        "gpu_hours_wasted": round(sum(row["gpu_hours_wasted"] for row in rows), 4),
+        "gpu_hours_remaining": round(sum(row["gpu_hours_remaining"] for row in rows), 4),
+        "unbounded_jobs": sum(1 for row in rows if row["unbounded"]),
+    }
 
 
 def last_line(path: str | None) -> str:
@@ -72,34 +120,135 @@ def format_runtime(secs: float) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def handle_status(args: argparse.Namespace) -> int:
-    from orchestrator.state import StateStore
+def format_gpu_hours(value: float) -> str:
+    return "-" if value <= 0 else (f"{value:,.1f}" if value >= 0.1 else f"{value:.3f}")
 
-    jobs = selected_jobs(args)
-    store = StateStore.open_existing(".")
-    try:
-        rows = status_rows(jobs, store, time.time())
-    finally:
-        if store is not None:
-            store.close()
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
 
-    from rich.console import Console
+def summary_line(total: dict[str, Any], budget: float | None) -> str:
+    states = ", ".join(f"{count} {state}" for state, count in sorted(total["states"].items()))
+    line = (f"{total['jobs']} jobs: {states}. GPU-hours spent {total['gpu_hours_spent']:,.1f} "
+            f"(wasted {total['gpu_hours_wasted']:,.1f}), still to come up to {total['gpu_hours_remaining']:,.1f}")
+    if total["unbounded_jobs"]:
+        line += f" + {total['unbounded_jobs']} unbounded"
+    if budget is not None:
+        left = budget - total["gpu_hours_spent"]
+        line += f"; budget {budget:,.1f}, {left:,.1f} left"
+    return line
+
+
+def status_table(title: str, rows: list[dict[str, Any]], width: int):
+    """The table, fitted to `width` columns: the id is never dropped; names wrap, the output line is cut.
+
+    The widths are computed here: rich's own shrinking can take a wrappable column down to nothing.
+    """
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"{args.config}: {len(rows)} jobs" + ("" if store else " (no monitor has run here yet)"))
-    # Names are what users grep for: never cut them; the output line gives way instead.
-    table.add_column("name", no_wrap=True, min_width=min(60, max((len(r["name"]) for r in rows), default=4)))
-    id_width = max((len(r["scheduler_id"] or "-") for r in rows), default=2)
-    for column, width in (("state", 9), ("id", max(2, id_width)), ("tries", 5), ("runtime", 7)):
-        table.add_column(column, no_wrap=True, min_width=width)
-    table.add_column("last output line", no_wrap=True, overflow="ellipsis")
+    fixed = {"state": max(7, *(len(r["state"]) for r in rows)) if rows else 7,
+             "id": max(2, *(len(r["scheduler_id"] or "-") for r in rows)) if rows else 2,
+             "tries": 5, "runtime": 7, "GPU-h": 7}
+    borders = 3 * (len(fixed) + 2) + 1  # a rule and two spaces of padding per column, one closing rule
+    room = max(0, width - borders - sum(fixed.values()))
+    longest = max((len(r["name"]) for r in rows), default=4)
+    name_width = max(4, min(longest, max(12, room * 3 // 5)))
+    table = Table(title=title, title_justify="left")
+    table.add_column("name", overflow="fold", width=name_width)
+    for column, size in fixed.items():
+        table.add_column(column, no_wrap=True, width=size, justify="right" if column in ("tries", "GPU-h") else "left")
+    table.add_column("last output line", no_wrap=True, overflow="ellipsis", width=max(1, room - name_width))
     colours = {"done": "green", "failed": "red", "abandoned": "yellow", "running": "cyan"}
     for row in rows:
         state = row["state"]
-        table.add_row(row["name"], f"[{colours.get(state, 'default')}]{state}[/]", row["scheduler_id"] or "-",
-                      str(row["attempts"]), format_runtime(row["runtime_secs"]), row["last_line"][-80:])
-    Console().print(table)
+        # Job names and log lines are text, never markup: `[after training is done]` must show as it is.
+        table.add_row(Text(row["name"]), Text(state, style=colours.get(state, "")), Text(row["scheduler_id"] or "-"),
+                      str(row["attempts"]), format_runtime(row["runtime_secs"]), format_gpu_hours(row["gpu_hours_spent"]),
+                      Text(row["last_line"][-200:]))
+    return table
+
+
+def attention_lines(rows: list[dict[str, Any]], limit: int = 10) -> list[str]:
+    flagged = [row for row in rows if row["needs_attention"]]
+    lines = [f"  {row['name']}: {row['needs_attention']}" + (f" ({row['reason']})" if row["reason"] else "")
+             for row in flagged[:limit]]
+    if len(flagged) > limit:
+        lines.append(f"  ... and {len(flagged) - limit} more")
+    return (["needs attention:"] + lines) if lines else []
+
+
+def _collect(args: argparse.Namespace, jobs) -> tuple[list[dict[str, Any]], bool]:
+    from orchestrator.state import StateStore
+
+    store = StateStore.open_existing(".")
+    try:
+        return status_rows(jobs, store, time.time()), store is not None
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _render(args: argparse.Namespace, rows: list[dict[str, Any]], has_store: bool, width: int):
+    from rich.console import Group
+    from rich.text import Text
+
+    title = f"{args.config}: {len(rows)} jobs" + ("" if has_store else " (no monitor has run here yet)")
+    total = totals(rows)
+    return Group(status_table(title, rows, width), Text(summary_line(total, args.budget)),
+                 *[Text(line) for line in attention_lines(rows)])
+
+
+def handle_status(args: argparse.Namespace) -> int:
+    jobs = selected_jobs(args)
+    if args.history:
+        return print_history(args, jobs)
+    rows, has_store = _collect(args, jobs)
+    if args.json:
+        print(json.dumps({"jobs": rows, "totals": totals(rows)}, indent=2))
+        return 0
+    from rich.console import Console
+
+    console = Console()
+    if not args.watch:
+        console.print(_render(args, rows, has_store, console.width))
+        return 0
+    from rich.live import Live
+
+    with Live(_render(args, rows, has_store, console.width), console=console, auto_refresh=False, screen=False) as live:
+        try:
+            while True:
+                time.sleep(max(0.2, args.interval))
+                rows, has_store = _collect(args, jobs)
+                live.update(_render(args, rows, has_store, console.width), refresh=True)
+        except KeyboardInterrupt:
+            return 0
+
+
+def print_history(args: argparse.Namespace, jobs) -> int:
+    """One job's attempts, oldest first, each with its ending, spend and provenance."""
+    from orchestrator.accounting.ledger import attempt_gpu_hours, attempt_seconds
+    from orchestrator.state import StateStore
+
+    if not any(job.name == args.history for job in jobs):
+        raise UserError(f"no job named {args.history!r} in {args.config}")
+    store = StateStore.open_existing(".")
+    if store is None:
+        print(f"{args.history}: never submitted (no monitor has run here)")
+        return 0
+    try:
+        attempts = store.attempts(args.history)
+    finally:
+        store.close()
+    now = time.time()
+    print(f"{args.history}: {len(attempts)} attempt(s)")
+    for number, attempt in enumerate(attempts, 1):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(attempt.intent_at))
+        ending = attempt.final_state or ("running" if attempt.scheduler_id else "intent (no id yet)")
+        if attempt.cancel_reason:
+            ending += f", cancelled by orch: {attempt.cancel_reason}"
+        print(f"#{number} {attempt.scheduler_id or '-'} submitted {when}: {ending}"
+              + (f" (exit {attempt.exit_code})" if attempt.exit_code not in (None, 0) else "")
+              + f"; ran {format_runtime(attempt_seconds(attempt, now))}, "
+              f"{attempt_gpu_hours(attempt, now):.3f} GPU-hours")
+        for key, value in (attempt.provenance or {}).items():
+            if value not in (None, [], ""):
+                print(f"    {key}: {value}")
     return 0

@@ -145,6 +145,9 @@ class EndAttempt:
     final_state: str
     exit_code: int | None
     failure: bool
+    elapsed_secs: float | None = None
+    """The scheduler's figure for how long it ran (the spend ledger)."""
+    gpus: int | None = None
 
 
 @dataclass(frozen=True)
@@ -340,7 +343,8 @@ def _decide_left_queue(job: Job, view: JobView, facts: Facts, observation: Obser
                        done_reason: str) -> list[Action]:
     failed_run = job.fail_regex and facts.output.fail_at >= view.run_output_offset
     failure = not done and (is_failed_ending(observation) or view.cancelled_for is not None or bool(failed_run))
-    actions: list[Action] = [EndAttempt(observation.state.value, observation.exit_code, failure)]
+    actions: list[Action] = [EndAttempt(observation.state.value, observation.exit_code, failure,
+                                        observation.elapsed_secs, observation.gpus)]
     if done:
         return actions + [MarkDone(done_reason)]
     ending = f"{observation.scheduler_id} ended {observation.state.value}" + (

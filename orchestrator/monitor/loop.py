@@ -18,6 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable
 
+from orchestrator.accounting.estimate import JobEstimate, estimate_job
+from orchestrator.accounting.ledger import committed_gpu_hours
+from orchestrator.accounting.provenance import CampaignProvenance, keep_script, sha256_bytes
 from orchestrator.job_state import JobState
 from orchestrator.jobs import Job
 from orchestrator.monitor.lifecycle import (
@@ -56,6 +59,7 @@ MAX_PROBE_WAIT_SECS = 2.0
 # Past a queue limit, how often one submission beyond the campaign's own queued jobs is tried again
 # (other users' or campaigns' jobs may have left the queue meanwhile).
 DEFAULT_LIMIT_RETRY_SECS = 60.0
+LINGER_WAIT_SECS = 30.0  # at most this long, at the end, for finished jobs' submissions to leave the queue
 
 
 def default_poll_secs(jobs: Sequence[Job]) -> float:
@@ -72,6 +76,8 @@ class MonitorOptions:
     max_start_attempts: int | None = None
     probe_workers: int = DEFAULT_PROBE_WORKERS
     limit_retry_secs: float = DEFAULT_LIMIT_RETRY_SECS
+    budget_gpu_hours: float | None = None
+    """Submit nothing that could take the campaign's GPU-hours (spent + open attempts' limits) past this."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,7 @@ class Monitor:
         options: MonitorOptions,
         clock: Callable[[], float] = time.time,
         probe: ProbeFunction | None = None,
+        provenance: CampaignProvenance | None = None,
     ) -> None:
         self.jobs = list(jobs)
         self._by_name = {job.name: job for job in self.jobs}
@@ -134,6 +141,8 @@ class Monitor:
         self._queue_limit: _QueueLimit | None = None
         self._limit_trial_used = False
         self._logged_once: set[tuple[str, str]] = set()
+        self._provenance = provenance
+        self._committed_gpu_hours = 0.0
 
     # ------------------------------------------------------------ running
 
@@ -147,7 +156,21 @@ class Monitor:
                 self.store.update_job(name, consecutive_failures=0, start_attempts=0, start_ready=0)
         self._log(None, "start", f"monitoring {len(names)} jobs with {self.scheduler.name} "
                                  f"(poll {self.options.poll_secs:g}s, max jobs {self.options.max_jobs or 'unlimited'}, "
-                                 f"{self.options.probe_workers} probe workers)")
+                                 f"{self.options.probe_workers} probe workers"
+                                 + (f", budget {self.options.budget_gpu_hours:g} GPU-hours" if self.options.budget_gpu_hours
+                                    is not None else "") + ")")
+        self._warn_scripts_changed_under_running_jobs()
+
+    def _warn_scripts_changed_under_running_jobs(self) -> None:
+        """A rebuilt script does not change a submission already in the queue: say so once, resubmit nothing."""
+        for name, record in self.store.jobs([job.name for job in self.jobs]).items():
+            submitted = (record.current.provenance or {}).get("script_sha256") if record.current else None
+            content = _read_script(self._by_name[name])
+            if submitted and content is not None and sha256_bytes(content) != submitted:
+                submission = record.current.scheduler_id or "the submission"
+                self._log_once(name, "script-changed", "script-changed",
+                               f"{self._by_name[name].sbatch_script} changed since {submission} was submitted: it runs "
+                               "the old script to its end (not resubmitted); the new one is used from the next submission")
 
     def run(self) -> int:
         """Cycle until every job is done, failed or abandoned (exit 0 only if all are done), or until stopped."""
@@ -156,6 +179,7 @@ class Monitor:
             while True:
                 report = self.cycle()
                 if report.finished:
+                    self._wait_for_lingering()
                     return self.summary()
                 if self._stop.wait(self._sleep_secs(report)):
                     active = sum(1 for r in self.store.jobs([j.name for j in self.jobs]).values()
@@ -165,6 +189,17 @@ class Monitor:
                     return 128 + (self.stop_signal or 2)
         finally:
             self.close()
+
+    def _wait_for_lingering(self) -> None:
+        """Jobs found done while their submission was still ending: give those a few polls to leave the
+        queue, so their attempts close with the scheduler's own time (the ledger); never long."""
+        deadline = self._clock() + min(LINGER_WAIT_SECS, 3 * self.options.poll_secs)
+        while self._clock() < deadline and not self._stop.is_set():
+            records = self.store.jobs([job.name for job in self.jobs])
+            if not any(r.current and r.current.scheduler_id for r in records.values()):
+                return
+            self._stop.wait(min(self.options.poll_secs, max(0.0, deadline - self._clock())))
+            self._close_lingering(self.store.jobs([job.name for job in self.jobs]))
 
     def close(self) -> None:
         self._probes.close()
@@ -198,6 +233,7 @@ class Monitor:
         records = self.store.jobs([job.name for job in self.jobs])
         live = [job for job in self.jobs if not records[job.name].state.is_terminal]
         if not live:
+            self._close_lingering(records)
             return CycleReport(True, 0, True)  # lingering submissions are not waited for
 
         observations, known = self._query(records, live)
@@ -210,11 +246,18 @@ class Monitor:
 
         submitted = 0
         self._limit_trial_used = False
+        if self.options.budget_gpu_hours is not None:
+            self._committed_gpu_hours = committed_gpu_hours(self.store.attempts(), now)
         for item in prepared:
             if self._stop.is_set():
                 break
             facts = self._facts(item, by_name, known, active, now)
-            applied = self._apply(item.job, item.view.state, decide(item.job, item.view, facts), item.output, active)
+            actions = decide(item.job, item.view, facts)
+            if item.observation is not None and item.observation.state.is_active and any(
+                    isinstance(a, Transition) and a.to == JobState.DONE for a in actions):
+                # Done while still in the queue: keep its time so far (the attempt may close after we stop).
+                self.store.record_usage(item.job.name, item.observation.elapsed_secs, item.observation.gpus)
+            applied = self._apply(item.job, item.view.state, actions, item.output, active)
             if applied.submitted:
                 active += 1
                 submitted += 1
@@ -248,6 +291,14 @@ class Monitor:
                 observations[scheduler_id] = observation
         return observations, True
 
+    def _close_lingering(self, records: dict[str, JobRecord]) -> None:
+        """Before the monitor ends: close the attempts of finished jobs that have left the queue meanwhile,
+        with the scheduler's time for them (the ledger); those still winding down stay open."""
+        if any(r.current and r.current.scheduler_id for r in records.values()):
+            observations, known = self._query(records, [])
+            if known:
+                self._lingering_active(records, observations, known)
+
     def _campaign_submissions_by_name(self, observations: dict[str, Observation],
                                       records: dict[str, JobRecord]) -> dict[str, list[Observation]]:
         """Active submissions of this campaign's jobs that the store does not know (to adopt, never resubmit)."""
@@ -279,7 +330,9 @@ class Monitor:
                 active += 1
             else:
                 self.store.end_attempt(record.name, observation.state.value if observation else "GONE",
-                                       observation.exit_code if observation else None)
+                                       observation.exit_code if observation else None,
+                                       observation.elapsed_secs if observation else None,
+                                       observation.gpus if observation else None)
         return active
 
     def _prepare(self, job: Job, record: JobRecord, observations: dict[str, Observation],
@@ -287,6 +340,8 @@ class Monitor:
         """Read the job's output and launch the probes that are due."""
         view = view_of(record)
         observation = observations.get(view.scheduler_id) if view.scheduler_id else None
+        if observation is not None and observation.gpus and record.current and record.current.gpus is None:
+            self.store.record_usage(job.name, None, observation.gpus)  # once: what the scheduler allocated
         in_queue = (observation is not None and observation.state.is_active) if view.scheduler_id \
             else bool(by_name.get(job.name))
         if known:
@@ -412,7 +467,7 @@ class Monitor:
                 self._log(name, "adopted", f"adopted {action.observation.scheduler_id} "
                                            f"({action.observation.state.value}): {action.reason}")
             elif isinstance(action, EndAttempt):
-                self.store.end_attempt(name, action.final_state, action.exit_code)
+                self.store.end_attempt(name, action.final_state, action.exit_code, action.elapsed_secs, action.gpus)
                 if action.failure:
                     self.store.bump(name, "consecutive_failures")
                 else:
@@ -437,8 +492,17 @@ class Monitor:
         # The intent is durable BEFORE the submit command runs: a monitor killed in between finds the
         # submission again by name instead of submitting twice. It also fixes where this attempt's output
         # begins: a per-submission log (%j) is new, an appended one keeps its earlier attempts' text.
+        content = _read_script(job)
+        estimate = estimate_job(job, content.decode(errors="replace")) if content is not None else None
+        if not self._within_budget(job, estimate):
+            return False
+        digest = keep_script(self.store.path.parent, content) if content is not None else None
+        provenance = (self._provenance.for_submission(digest) if self._provenance is not None
+                      else {"script_sha256": digest})
         offset = 0 if has_job_id_pattern(job.output_file) else output.size
-        attempt = self.store.record_intent(name, output_offset=offset)
+        attempt = self.store.record_intent(name, output_offset=offset,
+                                           estimate_gpus=estimate.gpus if estimate else None,
+                                           estimate_hours=estimate.hours if estimate else None, provenance=provenance)
         self.store.update_job(name, start_ready=0)
         _make_output_dir(job)
         try:
@@ -465,12 +529,31 @@ class Monitor:
                 self._log(name, "submit-error", f"submit refused ({failures}/{job.max_failures}): {error}", logging.ERROR)
             return False
         self.store.record_submitted(attempt, scheduler_id)
+        if estimate is not None:
+            self._committed_gpu_hours += estimate.gpu_hours
         kind = "resubmitted" if action.resubmit else "submitted"
         self._log(name, kind, f"{kind} {scheduler_id} ({reason})")
         if trial:
             self._queue_limit = None  # accepted past the old cap: the limit moved (raised, or other jobs left)
             self._log(None, "queue-limit-cleared", f"the cluster accepts submissions again ({active + 1} in the queue)")
         return True
+
+    def _within_budget(self, job: Job, estimate: JobEstimate | None) -> bool:
+        """Under `budget_gpu_hours`, a job is submitted only if its estimate fits; else it waits (not a failure)."""
+        budget = self.options.budget_gpu_hours
+        if budget is None or estimate is None or not estimate.gpus:
+            return True
+        if estimate.hours is None:
+            why = "it asks for GPUs without a time limit, so its cost is unbounded (set --time or estimate_hours)"
+        elif self._committed_gpu_hours + estimate.gpu_hours > budget:
+            why = (f"its {estimate.gpu_hours:g} GPU-hours on top of {self._committed_gpu_hours:.1f} spent or reserved "
+                   f"would pass the budget of {budget:g}")
+        else:
+            return True
+        self.store.set_state(job.name, JobState.WAITING, f"budget: {why}")
+        self.store.update_job(job.name, start_ready=1)
+        self._log_once(job.name, "budget", "budget", f"not submitted: {why}")
+        return False
 
     def _limit_reached(self, name: str, active: int, error: SubmitError) -> None:
         retry_at = self._clock() + self.options.limit_retry_secs
@@ -485,6 +568,14 @@ class Monitor:
         LOGGER.log(level, "%s%s", f"{job}: " if job else "", message)
         if level > logging.DEBUG and kind not in ("backoff",):
             self.store.log_event(job, kind, message)
+
+
+def _read_script(job: Job) -> bytes | None:
+    try:
+        with open(job.sbatch_script, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None  # the submit command reports it in its own words
 
 
 def _make_output_dir(job: Job) -> None:

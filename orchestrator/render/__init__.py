@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -112,6 +113,65 @@ def render_job(job: Job) -> str:
     if job.template.endswith(".j2"):
         return _render_jinja(job.template, params, job.name)
     return _render_format(job.template, params, job.name)
+
+
+@lru_cache(maxsize=None)
+def _header_template(directory: str, path: str) -> str:
+    """The template's leading lines that may render to `#SBATCH` directives: blank lines, comments and
+    lines starting with a placeholder, up to the first command."""
+    lines = []
+    for line in _read_template_at(directory, path).splitlines(keepends=True):
+        stripped = line.strip()
+        if stripped and not stripped.startswith(("#", "{")):
+            break
+        lines.append(line)
+    return "".join(lines)
+
+
+# A directive line that sets only an option that never changes GPUs, nodes, tasks or time, e.g.
+# `#SBATCH --job-name={name}`: its placeholders do not matter to the cost of a job.
+_COSTLESS_LINE = re.compile(
+    r"#(?:SBATCH|SLURM)\s+(?:-[JoeDApq]|--(?:job-name|output|error|chdir|account|partition|qos|mail-user|"
+    r"mail-type|comment|open-mode|signal|dependency|begin|exclude|nodelist))(?:=|\s+)\S*\s*(?:#.*)?"
+)
+
+
+@lru_cache(maxsize=None)
+def _resource_fields_at(directory: str, path: str) -> tuple[str, ...] | None:
+    if path.endswith(".j2"):
+        return None
+    fields: list[str] = []
+    for line in _header_template(directory, path).splitlines():
+        if "{" not in line or _COSTLESS_LINE.fullmatch(line.strip()):
+            continue
+        try:
+            names = [name for _, name, _, _ in string.Formatter().parse(line) if name]
+        except ValueError:
+            return None
+        fields.extend(name.split(".")[0].split("[")[0] for name in names)
+    return tuple(dict.fromkeys(fields))
+
+
+def resource_fields(template: str) -> tuple[str, ...] | None:
+    """The variables the template's `#SBATCH` head depends on, except those of options that never set
+    resources (`--job-name={name}`); None when unknown (a Jinja template). Jobs equal on these render
+    the same resource directives."""
+    return _resource_fields_at(os.getcwd(), template)
+
+
+def render_directives(job: Job) -> str:
+    """The head of the job's script that holds its `#SBATCH` options (the whole script for Jinja templates).
+
+    Cheaper than `render_job` for a `str.format` template, which is what `orch plan` needs for 10^5 jobs.
+    """
+    if job.template.endswith(".j2"):
+        return render_job(job)
+    from orchestrator.render.generated import template_variables
+
+    try:
+        return _header_template(os.getcwd(), job.template).format(**template_variables(job))
+    except (KeyError, ValueError, IndexError, AttributeError):
+        return render_job(job)  # the full render names the problem
 
 
 def declared_job_name(script: str) -> str | None:

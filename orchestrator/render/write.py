@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ class BuildResult:
     written: int
     unchanged: int
     warnings: list[str]
+    digests: dict[str, str]
+    """Each job's script content hash (sha256), for the build manifest behind `orch plan --diff`."""
 
 
 def render_all(jobs: Sequence[Job]) -> list[tuple[Job, str]]:
@@ -71,8 +74,10 @@ def build_scripts(jobs: Sequence[Job]) -> BuildResult:
     _make_parent_dirs(job.sbatch_script for job in jobs)
     _make_parent_dirs(job.output_file for job in jobs)
     written = unchanged = 0
+    digests: dict[str, str] = {}
     for job, script in rendered:
         content = script.encode("utf-8")
+        digests[job.name] = hashlib.sha256(content).hexdigest()
         try:
             existing = _existing_content(job.sbatch_script)
             if existing == content:
@@ -82,7 +87,7 @@ def build_scripts(jobs: Sequence[Job]) -> BuildResult:
         except OSError as error:
             raise UserError(f"cannot write {job.sbatch_script}: {error.strerror}") from None
         written += 1
-    return BuildResult(written=written, unchanged=unchanged, warnings=warnings)
+    return BuildResult(written=written, unchanged=unchanged, warnings=warnings, digests=digests)
 
 
 def script_path_clashes(jobs: Sequence[Job]) -> list[str]:

@@ -59,6 +59,10 @@ class Observation:
     """The batch script the scheduler runs for this submission (absolute where the scheduler knows it)."""
     work_dir: str = ""
     """The submission's working directory (a relative `script` is relative to it)."""
+    elapsed_secs: float | None = None
+    """How long the current (or last) run has run, by the scheduler's own clock; None if unknown."""
+    gpus: int | None = None
+    """GPUs allocated to the submission (requested while pending); None if none or unknown."""
 
 
 class SchedulerUnavailable(Exception):

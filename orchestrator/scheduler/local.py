@@ -18,7 +18,6 @@ import functools
 import json
 import os
 import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from typing import Any
 
 from orchestrator.jobs import Job
 from orchestrator.scheduler.base import Observation, SchedulerState, SchedulerUnavailable, SubmitError
+from orchestrator.scheduler.sbatch_script import parse_time_limit, script_options
 
 DEFAULT_STATE_DIR = Path(".orch/local")
 KILL_WAIT_SECS = 5.0  # SIGTERM, then SIGKILL after this long (Slurm's KillWait, shortened)
@@ -42,76 +42,6 @@ _WRAPPER_BOOT = (
     "import json, sys; sys.path.insert(0, sys.argv[1]); "
     "from orchestrator.scheduler.local import run_wrapper; run_wrapper(json.loads(sys.argv[2]))"
 )
-
-
-# -- #SBATCH directives -----------------------------------------------------------------------------
-
-_OPTION_NAMES = {
-    "-J": "job-name", "--job-name": "job-name",
-    "-o": "output", "--output": "output",
-    "-e": "error", "--error": "error",
-    "-t": "time", "--time": "time",
-    "-D": "chdir", "--chdir": "chdir",
-    "--open-mode": "open-mode",
-}
-
-
-def parse_sbatch_directives(script_text: str) -> dict[str, str]:
-    """The `#SBATCH` options this backend honours, read like sbatch does: up to the first command."""
-    options: dict[str, str] = {}
-    for line in script_text.splitlines()[1:] if script_text.startswith("#!") else script_text.splitlines():
-        stripped = line.strip()
-        if not stripped or (stripped.startswith("#") and not stripped.startswith("#SBATCH")):
-            continue
-        if not stripped.startswith("#SBATCH"):
-            break  # sbatch stops reading directives at the first command
-        try:
-            words = shlex.split(stripped[len("#SBATCH"):], comments=True)
-        except ValueError:
-            continue
-        index = 0
-        while index < len(words):
-            word = words[index]
-            if word.startswith("--"):
-                key, equals, value = word.partition("=")
-                needs_next = not equals
-            else:  # short option: `-J name` or `-Jname`
-                key, value = word[:2], word[2:]
-                needs_next = not value
-            if needs_next and key in _OPTION_NAMES and index + 1 < len(words):
-                index += 1
-                value = words[index]
-            if key in _OPTION_NAMES:
-                options[_OPTION_NAMES[key]] = value
-            index += 1
-    return options
-
-
-_TIME = re.compile(r"^(?:(?P<days>\d+)-)?(?P<rest>\d+(?::\d+){0,2})$")
-
-
-def parse_time_limit(text: str) -> float | None:
-    """Slurm's --time formats -> seconds; None for no limit.
-
-    `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`; `UNLIMITED`/`INFINITE`/`0` mean no limit.
-    """
-    text = text.strip()
-    if text.upper() in ("", "UNLIMITED", "INFINITE"):
-        return None
-    match = _TIME.match(text)
-    if not match:
-        raise SubmitError(f"#SBATCH --time={text}: not a Slurm time (M, M:S, H:M:S, D-H, D-H:M or D-H:M:S)")
-    parts = [int(p) for p in match["rest"].split(":")]
-    if match["days"] is not None:
-        hours, minutes, seconds = (parts + [0, 0])[:3]
-        total = int(match["days"]) * 86400 + hours * 3600 + minutes * 60 + seconds
-    elif len(parts) == 1:
-        total = parts[0] * 60
-    elif len(parts) == 2:
-        total = parts[0] * 60 + parts[1]
-    else:
-        total = parts[0] * 3600 + parts[1] * 60 + parts[2]
-    return float(total) if total > 0 else None
 
 
 def expand_log_path(pattern: str, job_id: str, name: str) -> str:
@@ -232,10 +162,13 @@ class LocalScheduler:
     def submit(self, job: Job) -> str:
         script = Path(job.sbatch_script)
         try:
-            options = parse_sbatch_directives(script.read_text())
+            options = script_options(script.read_text())
         except OSError as error:
             raise SubmitError(f"cannot read the script {script}: {error}") from error
-        time_limit = parse_time_limit(options.get("time", ""))
+        try:
+            time_limit = parse_time_limit(options.get("time", ""))
+        except ValueError as error:
+            raise SubmitError(f"{script}: #SBATCH --time={options.get('time')}: {error}") from None
         job_id = self._next_id()
         name = options.get("job-name") or job.name
         cwd = Path(options.get("chdir") or ".").absolute()
@@ -329,9 +262,13 @@ class LocalScheduler:
         run = _read_json(paths.run)
         started = str(run["started_at"]) if run else ""
         if end is not None:
-            return seen(SchedulerState(end["state"]), end.get("exit_code"), end.get("reason", ""), start_time=started)
+            # The wrapper's own clock: a job that began and ended between two polls still has its time.
+            elapsed = max(0.0, end["ended_at"] - run["started_at"]) if run and "ended_at" in end else None
+            return seen(SchedulerState(end["state"]), end.get("exit_code"), end.get("reason", ""), start_time=started,
+                        elapsed_secs=elapsed)
         if wrapper_alive:
-            return seen(SchedulerState.RUNNING if run else SchedulerState.PENDING, start_time=started)
+            return seen(SchedulerState.RUNNING if run else SchedulerState.PENDING, start_time=started,
+                        elapsed_secs=max(0.0, time.time() - run["started_at"]) if run else None)
         if record.get("wrapper_pid") is None and run is None:
             # Recorded, but the submitter stopped before noting the wrapper's pid: it is starting, or never will.
             if time.time() - record.get("submitted_at", 0) < _START_GRACE_SECS:

@@ -15,10 +15,12 @@ from orchestrator.scheduler.base import Observation, SchedulerState
 # in a job name or a script path cannot shift the columns. The name goes last all the same.
 FIELD_SEPARATOR = "\x1f"
 # squeue -O: `:0` = no padding, then the separator as the field's suffix (squeue prints it verbatim).
-_SQUEUE_FIELDS = ("JobID", "State", "exit_code", "Reason", "StartTime", "WorkDir", "Command", "Name")
+_SQUEUE_FIELDS = ("JobID", "State", "exit_code", "Reason", "StartTime", "WorkDir", "Command", "TimeUsed", "tres-alloc",
+                  "Name")
 SQUEUE_FORMAT = ",".join(f"{field}:0{FIELD_SEPARATOR}" for field in _SQUEUE_FIELDS[:-1]) + f",{_SQUEUE_FIELDS[-1]}:0"
 # sacct -n -P --delimiter=FIELD_SEPARATOR -o SACCT_FIELDS: the same layout (sacct has no batch script field).
-SACCT_FIELDS = "JobIDRaw,State,ExitCode,Reason,Start,WorkDir,JobName"
+# ElapsedRaw: the run's seconds; AllocTRES: what it held (`billing=1,cpu=1,gres/gpu=2,node=1`).
+SACCT_FIELDS = "JobIDRaw,State,ExitCode,Reason,Start,WorkDir,ElapsedRaw,AllocTRES,JobName"
 
 _S = SchedulerState
 # Every job state Slurm 22.05 reports (squeue/sacct/scontrol long names) -> ours.
@@ -112,8 +114,39 @@ def _clean_time(text: str) -> str:
     return "" if text in ("N/A", "Unknown", "None", "(null)") else text
 
 
+_DURATION = re.compile(r"^(?:(?P<days>\d+)-)?(?:(?P<hours>\d+):)?(?P<minutes>\d+):(?P<seconds>\d+)$")
+
+
+def parse_duration(text: str) -> float | None:
+    """A duration as squeue's TimeUsed and sacct's Elapsed print it (`M:SS`, `H:MM:SS`, `D-HH:MM:SS`)."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        return None
+    return float(int(match["days"] or 0) * 86400 + int(match["hours"] or 0) * 3600 + int(match["minutes"]) * 60
+                 + int(match["seconds"]))
+
+
+def parse_tres_gpus(text: str) -> int | None:
+    """GPUs in a TRES list (`cpu=1,gres/gpu=2,node=1`; typed ones as `gres/gpu:a100=2`); None if it has none."""
+    untyped, typed = None, 0
+    for item in text.split(","):
+        key, _, value = item.strip().partition("=")
+        if not value.isdigit():
+            continue
+        if key == "gres/gpu":
+            untyped = int(value)
+        elif key.startswith("gres/gpu:"):
+            typed += int(value)
+    return untyped if untyped is not None else (typed or None)
+
+
+def _seconds(text: str) -> float | None:
+    text = text.strip()
+    return float(text) if text.isdigit() else parse_duration(text)
+
+
 def _observation(job_id: str, name: str, state: str, exit_code: str, reason: str, start_time: str = "",
-                 work_dir: str = "", script: str = "") -> Observation:
+                 work_dir: str = "", script: str = "", elapsed: str = "", tres: str = "") -> Observation:
     mapped = map_state(state)
     # The exit code means nothing until the job has ended (squeue prints 0 for pending jobs), and a
     # pending job's StartTime is only the scheduler's forecast.
@@ -122,7 +155,8 @@ def _observation(job_id: str, name: str, state: str, exit_code: str, reason: str
     script = script.strip()
     return Observation(scheduler_id=job_id, name=name, state=mapped, exit_code=code, reason=_clean_reason(reason),
                        start_time=started, script="" if script == "(null)" else script,
-                       work_dir=_clean_time(work_dir))
+                       work_dir=_clean_time(work_dir),
+                       elapsed_secs=None if mapped == _S.PENDING else _seconds(elapsed), gpus=parse_tres_gpus(tres))
 
 
 def parse_sbatch(stdout: str) -> str | None:
@@ -148,9 +182,9 @@ def _split_rows(output: str, fields: int) -> Iterable[list[str]]:
 def parse_squeue(output: str) -> dict[str, Observation]:
     """Rows of `squeue -h -t all -O SQUEUE_FORMAT`, keyed by job id."""
     observations: dict[str, Observation] = {}
-    for job_id, state, exit_code, reason, start, work_dir, command, name in _split_rows(output, 8):
+    for job_id, state, exit_code, reason, start, work_dir, command, used, tres, name in _split_rows(output, 10):
         job_id = job_id.strip()
-        observations[job_id] = _observation(job_id, name, state, exit_code, reason, start, work_dir, command)
+        observations[job_id] = _observation(job_id, name, state, exit_code, reason, start, work_dir, command, used, tres)
     return observations
 
 
@@ -160,9 +194,9 @@ def parse_sacct(output: str) -> dict[str, Observation]:
     Without -D sacct prints one row per job, its newest run (a requeued job's current run).
     """
     observations: dict[str, Observation] = {}
-    for job_id, state, exit_code, reason, start, work_dir, name in _split_rows(output, 7):
+    for job_id, state, exit_code, reason, start, work_dir, elapsed, tres, name in _split_rows(output, 9):
         job_id = job_id.strip()
-        observations[job_id] = _observation(job_id, name, state, exit_code, reason, start, work_dir)
+        observations[job_id] = _observation(job_id, name, state, exit_code, reason, start, work_dir, "", elapsed, tres)
     return observations
 
 
@@ -206,5 +240,23 @@ def parse_jobcomp(text: str, wanted: Iterable[str] | None = None) -> dict[str, O
         match = _JOBCOMP.match(line)
         if not match or (wanted_ids is not None and match["id"] not in wanted_ids):
             continue
-        observations[match["id"]] = _observation(match["id"], match["name"], match["state"], match["exit"] or "", "")
+        times = _JOBCOMP_TIMES.search(line)
+        tres = _JOBCOMP_TRES.search(line)
+        observations[match["id"]] = _observation(
+            match["id"], match["name"], match["state"], match["exit"] or "", "",
+            elapsed=_elapsed_between(times["start"], times["end"]) if times else "", tres=tres[1] if tres else "")
     return observations
+
+
+_JOBCOMP_TIMES = re.compile(r"\bStartTime=(?P<start>\S+) EndTime=(?P<end>\S+)")
+_JOBCOMP_TRES = re.compile(r"\bTres=(\S*)")
+
+
+def _elapsed_between(start: str, end: str) -> str:
+    """Seconds between two of Slurm's timestamps (`2026-11-23T20:40:00`), as text; '' if unreadable."""
+    from datetime import datetime
+
+    try:
+        return str(max(0, int((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())))
+    except ValueError:
+        return ""

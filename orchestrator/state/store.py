@@ -8,11 +8,13 @@ an id is resolved on the next cycle by asking the scheduler for active jobs by n
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from orchestrator.job_state import JobState, check_transition
 
@@ -46,7 +48,12 @@ CREATE TABLE IF NOT EXISTS attempts (
     final_state TEXT,
     exit_code INTEGER,
     adopted INTEGER NOT NULL DEFAULT 0,
-    cancel_reason TEXT
+    cancel_reason TEXT,
+    elapsed_secs REAL,
+    gpus INTEGER,
+    estimate_gpus INTEGER,
+    estimate_hours REAL,
+    provenance TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_open ON attempts(job) WHERE ended_at IS NULL;
 CREATE TABLE IF NOT EXISTS events (
@@ -62,7 +69,8 @@ CREATE TABLE IF NOT EXISTS events (
 # Columns added after the first release: a store written by an older orch gains them when opened.
 _ADDED_COLUMNS = {
     "jobs": {"run_start": "TEXT", "run_output_offset": "INTEGER NOT NULL DEFAULT 0"},
-    "attempts": {"cancel_reason": "TEXT"},
+    "attempts": {"cancel_reason": "TEXT", "elapsed_secs": "REAL", "gpus": "INTEGER", "estimate_gpus": "INTEGER",
+                 "estimate_hours": "REAL", "provenance": "TEXT"},
 }
 
 
@@ -88,6 +96,16 @@ class AttemptRecord:
     adopted: bool
     cancel_reason: str | None = None
     """Why the monitor cancelled this attempt ("frozen", "fail_regex"); such an ending is a failure."""
+    elapsed_secs: float | None = None
+    """How long it ran, by the scheduler's record (sacct, squeue, the local wrapper); None if unknown."""
+    gpus: int | None = None
+    """GPUs the scheduler allocated to it; None if unknown (then `estimate_gpus` counts)."""
+    estimate_gpus: int | None = None
+    """GPUs its script asked for, read when it was submitted."""
+    estimate_hours: float | None = None
+    """Its time limit in hours, read when it was submitted; None: no limit."""
+    provenance: dict[str, Any] | None = None
+    """What it was submitted with: config and script hashes, fixes, filters, versions (`accounting.provenance`)."""
 
 
 @dataclass(frozen=True)
@@ -236,13 +254,19 @@ class StateStore:
 
     # ------------------------------------------------------------ attempts
 
-    def record_intent(self, name: str, output_offset: int = 0) -> int:
+    def record_intent(self, name: str, output_offset: int = 0, estimate_gpus: int | None = None,
+                      estimate_hours: float | None = None, provenance: dict[str, Any] | None = None) -> int:
         """Commit the intent to submit (an attempt with no id yet) and return its row id. Call BEFORE submitting.
 
         `output_offset`: the output file's size now; what it holds already is not the new attempt's.
+        The estimate and the provenance are committed with the intent, so even a submission whose
+        monitor was killed before it learned the id says what it ran with.
         """
         with self._transaction():
-            cursor = self._db.execute("INSERT INTO attempts(job, intent_at) VALUES (?, ?)", (name, self._clock()))
+            cursor = self._db.execute(
+                "INSERT INTO attempts(job, intent_at, estimate_gpus, estimate_hours, provenance) VALUES (?, ?, ?, ?, ?)",
+                (name, self._clock(), estimate_gpus, estimate_hours,
+                 json.dumps(provenance, sort_keys=True) if provenance is not None else None))
             self._reset_run(name, output_offset)
         return int(cursor.lastrowid)
 
@@ -285,9 +309,18 @@ class StateStore:
         """The monitor cancelled the current attempt for `reason`; its ending will count as a failure."""
         self._db.execute("UPDATE attempts SET cancel_reason = ? WHERE job = ? AND ended_at IS NULL", (reason, name))
 
-    def end_attempt(self, name: str, final_state: str, exit_code: int | None = None) -> None:
-        self._db.execute("UPDATE attempts SET ended_at = ?, final_state = ?, exit_code = ? WHERE job = ? AND ended_at IS NULL",
-                         (self._clock(), final_state, exit_code, name))
+    def end_attempt(self, name: str, final_state: str, exit_code: int | None = None,
+                    elapsed_secs: float | None = None, gpus: int | None = None) -> None:
+        """Close the current attempt; `elapsed_secs` and `gpus` are the scheduler's figures for the ledger."""
+        self._db.execute(
+            "UPDATE attempts SET ended_at = ?, final_state = ?, exit_code = ?, elapsed_secs = COALESCE(?, elapsed_secs), "
+            "gpus = COALESCE(?, gpus) WHERE job = ? AND ended_at IS NULL",
+            (self._clock(), final_state, exit_code, elapsed_secs, gpus, name))
+
+    def record_usage(self, name: str, elapsed_secs: float | None, gpus: int | None) -> None:
+        """The current attempt's running time and GPUs so far (for the ledger while it runs)."""
+        self._db.execute("UPDATE attempts SET elapsed_secs = COALESCE(?, elapsed_secs), gpus = COALESCE(?, gpus) "
+                         "WHERE job = ? AND ended_at IS NULL", (elapsed_secs, gpus, name))
 
     def scheduler_ids(self) -> set[str]:
         """Every scheduler id this campaign ever recorded (its own submissions, finished or not)."""
@@ -338,5 +371,7 @@ def _attempt(row: sqlite3.Row) -> AttemptRecord:
         id=row["id"], job=row["job"], scheduler_id=row["scheduler_id"], intent_at=row["intent_at"],
         submitted_at=row["submitted_at"], started_at=row["started_at"], ended_at=row["ended_at"],
         final_state=row["final_state"], exit_code=row["exit_code"], adopted=bool(row["adopted"]),
-        cancel_reason=row["cancel_reason"],
+        cancel_reason=row["cancel_reason"], elapsed_secs=row["elapsed_secs"], gpus=row["gpus"],
+        estimate_gpus=row["estimate_gpus"], estimate_hours=row["estimate_hours"],
+        provenance=json.loads(row["provenance"]) if row["provenance"] else None,
     )
