@@ -157,14 +157,16 @@ def test_start_condition_orders_jobs_and_max_start_attempts_abandons(slurm_clust
           - second: {start_condition_cmd: "test -e logs/first.done && echo 1 || echo 0"}
           - never: {start_condition_cmd: "echo 0"}
         """)
-    result = run_slurm(tmp_path, "build-and-run", "campaign.yaml", "--max-start-attempts", "4")
+    # 10 checks, a second apart: room for `first` to be scheduled, run and end on a busy machine (with 4,
+    # a slow scheduling pass once left `second` abandoned too).
+    result = run_slurm(tmp_path, "build-and-run", "campaign.yaml", "--max-start-attempts", "10")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "3 jobs: 2 done, 0 failed, 1 abandoned" in result.stdout
     order = (tmp_path / "submissions.log").read_text().split()
     assert order == [f"{prefix}first", f"{prefix}second"]
     rows = status(tmp_path)
     assert rows[f"{prefix}never"]["state"] == "abandoned"
-    assert "start condition not met after 4 tries" in rows[f"{prefix}never"]["reason"]
+    assert "start condition not met after 10 tries" in rows[f"{prefix}never"]["reason"]
 
 
 def test_jobs_submitted_before_orch_are_adopted_not_resubmitted(slurm_cluster, prefix, tmp_path):
