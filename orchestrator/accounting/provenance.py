@@ -8,7 +8,6 @@ adds each submission's script and commits it with the intent to submit, before t
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,13 +15,10 @@ from typing import Any
 
 from orchestrator import __version__
 from orchestrator.process import CommandTimeout, run_command
+from orchestrator.render.write import content_digest
 
 SCRIPTS_DIR = "scripts"  # under the state directory (.orch/)
 GIT_TIMEOUT_SECS = 10.0
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -55,7 +51,7 @@ def campaign_provenance(config_path: str, fixes: list[str], typed_fixes: list[st
     commit = _git(path.parent, "rev-parse", "HEAD")
     status = _git(path.parent, "status", "--porcelain", "--untracked-files=no") if commit else None
     return CampaignProvenance(
-        config_path=str(path), config_sha256=sha256_bytes(path.read_bytes()), fixes=list(fixes),
+        config_path=str(path), config_sha256=content_digest(path.read_bytes()), fixes=list(fixes),
         typed_fixes=list(typed_fixes), filters=list(filters), filter_cmd=filter_cmd,
         git_commit=commit, git_dirty=bool(status) if status is not None else None,
     )
@@ -63,7 +59,7 @@ def campaign_provenance(config_path: str, fixes: list[str], typed_fixes: list[st
 
 def keep_script(state_dir: Path, content: bytes) -> str:
     """Store a script by its hash (once; atomically) and return the hash."""
-    digest = sha256_bytes(content)
+    digest = content_digest(content)
     target = state_dir / SCRIPTS_DIR / f"{digest}.sbatch"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import hashlib
 import sys
 from pathlib import Path
 
 from orchestrator.errors import UserError
 from orchestrator.jobs import Job
+from orchestrator.render.write import content_digest
 
 SHOWN = 20  # names listed per section; the counts are always whole
 
@@ -26,7 +26,7 @@ def _old_script(job: Job, digest: str) -> str | None:
 
     try:
         content = Path(job.sbatch_script).read_bytes()
-        if hashlib.sha256(content).hexdigest() == digest:
+        if content_digest(content) == digest:
             return content.decode(errors="replace")
     except OSError:
         pass
@@ -69,7 +69,7 @@ def print_diff(args: argparse.Namespace, jobs: list[Job]) -> int:
     for job in jobs:
         text = render_job(job)
         rendered[job.name] = text
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        digest = content_digest(text.encode("utf-8"))
         built = manifest.get(job.name)
         if built is None:
             new.append(job.name)

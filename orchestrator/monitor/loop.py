@@ -20,7 +20,7 @@ from typing import Callable
 
 from orchestrator.accounting.estimate import JobEstimate, estimate_job
 from orchestrator.accounting.ledger import committed_gpu_hours
-from orchestrator.accounting.provenance import CampaignProvenance, keep_script, sha256_bytes
+from orchestrator.accounting.provenance import CampaignProvenance, keep_script
 from orchestrator.job_state import JobState
 from orchestrator.jobs import Job
 from orchestrator.monitor.lifecycle import (
@@ -46,6 +46,7 @@ from orchestrator.monitor.lifecycle import (
 from orchestrator.monitor.ownership import is_campaign_submission, recorded_submission
 from orchestrator.monitor.probe_runner import DEFAULT_PROBE_WORKERS, ProbeFunction, ProbeOutcome, ProbeRunner
 from orchestrator.monitor.probes import OutputFacts, OutputWatcher, has_job_id_pattern, resolve_output_path
+from orchestrator.render.write import content_digest
 from orchestrator.scheduler.base import Observation, Scheduler, SchedulerUnavailable, SubmitError, SubmitLimited
 from orchestrator.state.store import JobRecord, StateConflict, StateStore
 
@@ -166,7 +167,7 @@ class Monitor:
         for name, record in self.store.jobs([job.name for job in self.jobs]).items():
             submitted = (record.current.provenance or {}).get("script_sha256") if record.current else None
             content = _read_script(self._by_name[name])
-            if submitted and content is not None and sha256_bytes(content) != submitted:
+            if submitted and content is not None and content_digest(content) != submitted:
                 submission = record.current.scheduler_id or "the submission"
                 self._log_once(name, "script-changed", "script-changed",
                                f"{self._by_name[name].sbatch_script} changed since {submission} was submitted: it runs "

@@ -22,6 +22,11 @@ class BuildResult:
     """Each job's script content hash (sha256), for the build manifest behind `orch plan --diff`."""
 
 
+def content_digest(content: bytes) -> str:
+    """The sha256 of a file's content: how the build manifest, provenance and `.orch/scripts/` name a script."""
+    return hashlib.sha256(content).hexdigest()
+
+
 def render_all(jobs: Sequence[Job]) -> list[tuple[Job, str]]:
     """Render every job first, so a bad template stops the build before any file is written."""
     return [(job, render_job(job)) for job in jobs]
@@ -77,7 +82,7 @@ def build_scripts(jobs: Sequence[Job]) -> BuildResult:
     digests: dict[str, str] = {}
     for job, script in rendered:
         content = script.encode("utf-8")
-        digests[job.name] = hashlib.sha256(content).hexdigest()
+        digests[job.name] = content_digest(content)
         try:
             existing = _existing_content(job.sbatch_script)
             if existing == content:
