@@ -18,13 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from orchestrator.jobs import Job
-from orchestrator.scheduler.sbatch_script import (
-    directive_lines,
-    directive_words,
-    parse_options,
-    parse_time_limit,
-    sbatch_command_options,
-)
+from orchestrator.scheduler.sbatch_script import directive_lines, options_from, parse_time_limit, sbatch_command_options
 
 GPUS_KEY = "estimate_gpus"
 HOURS_KEY = "estimate_hours"
@@ -92,10 +86,14 @@ def _number(value: Any, key: str, name: str) -> float:
         raise ValueError(f"job {name}: {key} must be a number, got {value!r}") from None
 
 
-@lru_cache(maxsize=1024)
 def _command_options(cmd: str, sbatch_script: str) -> tuple[str, ...]:
     if " -" not in cmd:
-        return ()  # `sbatch SCRIPT`: nothing to read (and no shell parse per job)
+        return ()  # `sbatch SCRIPT`: nothing to read (and no shell parse, no cache entry per job)
+    return _parsed_command_options(cmd, sbatch_script)
+
+
+@lru_cache(maxsize=1024)
+def _parsed_command_options(cmd: str, sbatch_script: str) -> tuple[str, ...]:
     return tuple(sbatch_command_options(cmd.replace("{sbatch_script}", sbatch_script), sbatch_script))
 
 
@@ -114,7 +112,7 @@ def estimate_job(job: Job, script_text: str) -> JobEstimate:
 @lru_cache(maxsize=4096)
 def _from_options(lines: tuple[str, ...], command_line: tuple[str, ...]) -> tuple[int, int, float | None, str]:
     """(nodes, GPUs, hours, problem) from the resource directives; most jobs of a grid share them."""
-    options = {**parse_options(directive_words(lines)), **parse_options(list(command_line))}
+    options = options_from(lines, command_line)
     problem = ""
     try:
         nodes = _max_nodes(options["nodes"]) if "nodes" in options else 1
@@ -150,24 +148,19 @@ def _axis_values(jobs: Sequence[Job], keys: Sequence[str]) -> tuple[list[Any], C
         return values, Counter(values)
 
 
-def _subtotals(estimates: Mapping[str, JobEstimate], jobs: Sequence[Job], values: list[Any],
-               counts: Counter[Any]) -> list[Subtotal]:
+def _per_job(estimates: Mapping[str, JobEstimate], jobs: Sequence[Job]) -> tuple[list[float], list[bool]]:
+    """Each job's GPU-hours and whether it is unbounded, in job order (computed once for all axes)."""
+    figures = [estimates[job.name] for job in jobs]
+    return [e.gpu_hours for e in figures], [e.unbounded for e in figures]
+
+
+def _subtotals(values: list[Any], counts: Counter[Any], per_job: tuple[list[float], list[bool]]) -> list[Subtotal]:
     hours: dict[Any, float] = dict.fromkeys(counts, 0.0)
     unbounded: Counter[Any] = Counter()
-    shared = set(map(id, estimates.values()))
-    if len(shared) == 1:  # one figure for every job (a grid over values the resources do not depend on)
-        estimate = next(iter(estimates.values()))
-        for value, count in counts.items():
-            hours[value] = count * estimate.gpu_hours
-            unbounded[value] = count if estimate.unbounded else 0
-    else:
-        for value, job in zip(values, jobs):
-            estimate = estimates[job.name]
-            if estimate.gpus:
-                if estimate.hours is None:
-                    unbounded[value] += 1
-                else:
-                    hours[value] += estimate.gpus * estimate.hours
+    for value, job_hours, job_unbounded in zip(values, *per_job):
+        hours[value] += job_hours
+        if job_unbounded:
+            unbounded[value] += 1
     return [Subtotal(" × ".join(str(part) for part in value), count, hours[value], unbounded[value])
             for value, count in counts.items()]
 
@@ -175,18 +168,19 @@ def _subtotals(estimates: Mapping[str, JobEstimate], jobs: Sequence[Job], values
 def subtotals(estimates: Mapping[str, JobEstimate], jobs: Sequence[Job], keys: Sequence[str]) -> list[Subtotal]:
     """GPU-hours per value of some grid axes (parameters; several are crossed), in order of first appearance."""
     values, counts = _axis_values(jobs, keys)
-    return _subtotals(estimates, jobs, values, counts)
+    return _subtotals(values, counts, _per_job(estimates, jobs))
 
 
 def main_axis_subtotals(config: Mapping[str, Any], estimates: Mapping[str, JobEstimate], jobs: Sequence[Job],
                         most_values: int = 30) -> list[tuple[str, list[Subtotal]]]:
     """Subtotals by each of the grid's main axes: top-level keys swept over 2..most_values values here."""
+    per_job = _per_job(estimates, jobs)
     found = []
     for key, value in config.items():
         if isinstance(value, list):
             values, counts = _axis_values(jobs, [str(key)])
             if 2 <= len(counts) <= most_values:
-                found.append((str(key), _subtotals(estimates, jobs, values, counts)))
+                found.append((str(key), _subtotals(values, counts, per_job)))
     return found
 
 
@@ -209,9 +203,8 @@ def estimate_jobs(jobs: Sequence[Job]) -> dict[str, JobEstimate]:
         key = None
         if fields is not None:
             get = job.params.get
-            cmd = job.cmd
             key = (job.template, tuple(get(field) for field in fields) if fields else (),
-                   _command_options(cmd, job.sbatch_script) if " -" in cmd else (), get(GPUS_KEY), get(HOURS_KEY))
+                   _command_options(job.cmd, job.sbatch_script), get(GPUS_KEY), get(HOURS_KEY))
             try:
                 figures = known.get(key)
             except TypeError:  # an unhashable (list) value: no sharing

@@ -138,8 +138,12 @@ def script_options(script_text: str, command_line: Iterable[str] = (), resources
 
     `resources_only`: read only what sets nodes, tasks, GPUs and the time limit (fast, for estimates).
     """
-    words = directive_words(directive_lines(script_text, resources_only))
-    return {**parse_options(words), **parse_options(list(command_line))}
+    return options_from(directive_lines(script_text, resources_only), command_line)
+
+
+def options_from(lines: Iterable[str], command_line: Iterable[str] = ()) -> dict[str, str]:
+    """Options from directive lines (`directive_lines`) and the sbatch command line, which wins."""
+    return {**parse_options(directive_words(lines)), **parse_options(list(command_line))}
 
 
 def sbatch_command_options(command: str, script_path: str) -> list[str]:
