@@ -175,7 +175,7 @@ def attention_lines(rows: list[dict[str, Any]], limit: int = 10) -> list[str]:
     return (["needs attention:"] + lines) if lines else []
 
 
-def _collect(args: argparse.Namespace, jobs) -> tuple[list[dict[str, Any]], bool]:
+def _collect(jobs) -> tuple[list[dict[str, Any]], bool]:
     from orchestrator.state import StateStore
 
     store = StateStore.open_existing(".")
@@ -200,7 +200,7 @@ def handle_status(args: argparse.Namespace) -> int:
     jobs = selected_jobs(args)
     if args.history:
         return print_history(args, jobs)
-    rows, has_store = _collect(args, jobs)
+    rows, has_store = _collect(jobs)
     if args.json:
         print(json.dumps({"jobs": rows, "totals": totals(rows)}, indent=2))
         return 0
@@ -216,7 +216,7 @@ def handle_status(args: argparse.Namespace) -> int:
         try:
             while True:
                 time.sleep(max(0.2, args.interval))
-                rows, has_store = _collect(args, jobs)
+                rows, has_store = _collect(jobs)
                 live.update(_render(args, rows, has_store, console.width), refresh=True)
         except KeyboardInterrupt:
             return 0

@@ -16,6 +16,7 @@ from orchestrator.config.interpolation import resolve_interpolations
 from orchestrator.config.jobs_from_params import check_unique_names, job_from_params
 from orchestrator.config.resolve import ResolutionError, Resolver, autoexperiment_fixed_point
 from orchestrator.config.selection import apply_fixes, parse_filters, select_jobs
+from orchestrator.config.tree import iter_strings
 from orchestrator.config.yaml_loader import line_of_key, load_config_file
 from orchestrator.errors import UserError
 from orchestrator.jobs import Job
@@ -53,15 +54,9 @@ def expand_config(config: Mapping[str, Any], source: str = "config", text: str =
         return _expand_config(config, source, text)
 
 
-def _has_brace_escapes(node: Any) -> bool:
+def _has_brace_escapes(config: Any) -> bool:
     """Some string of the config holds `{{` or `}}` (text that AutoExperiment formats again)."""
-    if type(node) is str:
-        return "{{" in node or "}}" in node
-    if isinstance(node, dict):
-        return any(_has_brace_escapes(value) for value in node.values())
-    if isinstance(node, list):
-        return any(_has_brace_escapes(item) for item in node)
-    return False
+    return any("{{" in text or "}}" in text for text in iter_strings(config))
 
 
 def _expand_config(config: Mapping[str, Any], source: str, text: str) -> list[Job]:

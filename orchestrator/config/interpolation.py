@@ -11,24 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.config.tree import iter_strings
 from orchestrator.config.yaml_loader import omegaconf_error
 
 _MARKER = "${"
 _MISSING = "???"
 
 
-def _has_interpolation(node: Any) -> bool:
-    pending = [node]
-    while pending:
-        item = pending.pop()
-        if type(item) is str:
-            if _MARKER in item or item == _MISSING:
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
+def _has_interpolation(config: Any) -> bool:
+    return any(_MARKER in text or text == _MISSING for text in iter_strings(config))
 
 
 def resolve_interpolations(config: dict[str, Any], source: str = "config", text: str = "") -> dict[str, Any]:

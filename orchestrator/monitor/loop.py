@@ -151,7 +151,8 @@ class Monitor:
         """Register the jobs; terminal jobs of an earlier run are re-evaluated (done ones are found done again)."""
         names = [job.name for job in self.jobs]
         self.store.ensure_jobs(names)
-        for name, record in self.store.jobs(names).items():
+        records = self.store.jobs(names)
+        for name, record in records.items():
             if record.state.is_terminal:
                 self.store.set_state(name, JobState.WAITING, f"re-evaluated (was {record.state.value})")
                 self.store.update_job(name, consecutive_failures=0, start_attempts=0, start_ready=0)
@@ -160,11 +161,11 @@ class Monitor:
                                  f"{self.options.probe_workers} probe workers"
                                  + (f", budget {self.options.budget_gpu_hours:g} GPU-hours" if self.options.budget_gpu_hours
                                     is not None else "") + ")")
-        self._warn_scripts_changed_under_running_jobs()
+        self._warn_scripts_changed_under_running_jobs(records)  # re-evaluation leaves current attempts as they are
 
-    def _warn_scripts_changed_under_running_jobs(self) -> None:
+    def _warn_scripts_changed_under_running_jobs(self, records: dict[str, JobRecord]) -> None:
         """A rebuilt script does not change a submission already in the queue: say so once, resubmit nothing."""
-        for name, record in self.store.jobs([job.name for job in self.jobs]).items():
+        for name, record in records.items():
             submitted = (record.current.provenance or {}).get("script_sha256") if record.current else None
             content = _read_script(self._by_name[name])
             if submitted and content is not None and content_digest(content) != submitted:
@@ -200,7 +201,7 @@ class Monitor:
             if not any(r.current and r.current.scheduler_id for r in records.values()):
                 return
             self._stop.wait(min(self.options.poll_secs, max(0.0, deadline - self._clock())))
-            self._close_lingering(self.store.jobs([job.name for job in self.jobs]))
+            self._close_lingering(records)  # only the scheduler's side changes while we wait
 
     def close(self) -> None:
         self._probes.close()
