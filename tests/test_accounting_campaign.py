@@ -228,3 +228,16 @@ def test_status_watch_redraws_until_interrupted(tmp_path: Path) -> None:
     assert watcher.returncode == 0, err
     assert "".join(chunks).count("2 jobs: 2 waiting") >= 3  # drawn again and again
     assert "Traceback" not in err
+
+
+def test_a_job_done_while_still_running_keeps_its_time_so_far(tmp_path: Path) -> None:
+    """termination_str printed, then the job runs on past the monitor's end: the attempt stays open (the
+    scheduler still has it), with the time it had run when the monitor saw it done."""
+    prefix = write_campaign(tmp_path, 'sleep 1\necho "TRAINING DONE"\nsleep 4\n', cmd="sbatch {sbatch_script}")
+    done = run_orch(tmp_path, "build-and-run", "campaign.yaml", "--scheduler", "local", "--poll-secs", "0.3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    store = StateStore.open(tmp_path)
+    attempt = store.attempts(f"{prefix}_0")[0]
+    store.close()
+    assert attempt.ended_at is None  # still winding down when the monitor stopped
+    assert attempt.elapsed_secs is not None and 0.9 <= attempt.elapsed_secs < 4

@@ -167,7 +167,7 @@ def parse_time_limit(text: str) -> float | None:
     """Slurm's --time formats -> seconds; None for no limit. Raises ValueError for other text.
 
     `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`; `UNLIMITED`/`INFINITE`/`0` mean no limit
-    (src/common/parse_time.c `time_str2mins`).
+    (SchedMD/slurm src/common/parse_time.c `time_str2secs` @284c3b95).
     """
     text = text.strip()
     if text.upper() in ("", "UNLIMITED", "INFINITE"):
