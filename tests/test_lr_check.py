@@ -61,7 +61,7 @@ def test_lowercase_keys_lr_schedule_block_and_string_values() -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        (dict(LR=1e-3), "TRAIN_ITERS"),
+        (dict(LR=1e-3), "job1.*either --train-iters or --train-samples"),
         (dict(LR=1e-3, TRAIN_ITERS="ten"), "TRAIN_ITERS = 'ten'"),
         (dict(LR=1e-3, TRAIN_ITERS=10, PHASE="cooldown"), "resume step"),
         (dict(LR=1e-3, TRAIN_ITERS=10, LR_FRAMEWORK="keras"), "LR_FRAMEWORK"),

@@ -111,7 +111,7 @@ def test_megatron_deepspeed_constant_plus_cooldown_starts_at_t_minus_frac_t(frac
                                                                              start: int) -> None:
     params = dict(lr=1.0, min_lr=0.0, train_iters=train_iters, lr_decay_style="constant",
                   lr_constant_plus_cooldown=True, lr_constant_plus_cooldown_frac=frac)
-    assert mds.cooldown_start(train_iters, frac) == start
+    assert mds.cooldown_start(**params) == start
     assert mds.lr_at(start, **params) == 1.0
     assert mds.lr_at(start + 1, **params) < 1.0
     length = frac * train_iters
@@ -120,37 +120,72 @@ def test_megatron_deepspeed_constant_plus_cooldown_starts_at_t_minus_frac_t(frac
     assert mds.lr_at(train_iters + 50, **params) == 0.0
 
 
-def test_megatron_deepspeed_cooldown_with_min_lr_and_default_frac() -> None:
-    params = dict(lr=1.0, min_lr=0.2, train_iters=1000, lr_decay_style="constant", lr_constant_plus_cooldown=True)
-    assert mds.lr_at(950, **params) == 1.0  # default frac 0.05 -> decay starts at 950
-    assert mds.lr_at(962.5, **params) == pytest.approx(0.2 + 0.8 * 0.5)
-    assert mds.lr_at(1000, **params) == pytest.approx(0.2)
-    # without the flag, constant stays at lr
-    assert mds.lr_at(999, **dict(params, lr_constant_plus_cooldown=False)) == 1.0
+def test_megatron_deepspeed_cooldown_truncates_to_whole_samples_and_ends_at_lr_decay_iters() -> None:
+    # 0.57 x 100 samples is 56.99999999999999 in double precision: the trainer's int() keeps 56
+    params = dict(lr=1.0, train_iters=120, lr_decay_iters=100, lr_decay_style="constant",
+                  lr_constant_plus_cooldown=True, lr_constant_plus_cooldown_frac=0.57)
+    assert int(0.57 * 100) == 56
+    assert mds.cooldown_start(**params) == 44  # 100 - 56, not 100 - 57
+    assert mds.lr_at(44, **params) == 1.0
+    assert mds.lr_at(45, **params) < 1.0
+    assert mds.lr_at(100, **params) == 0.0  # the horizon is --lr-decay-iters, not --train-iters
+    assert mds.lr_at(110, **params) == 0.0
+    # with a global batch of 4: int(0.57 x 400) = 227 samples, so the decay starts a quarter iteration late
+    batched = dict(params, global_batch_size=4)
+    assert int(0.57 * 400) == 227
+    assert mds.cooldown_start(**batched) == 43.25
+    assert mds.lr_at(43, **batched) == 1.0 and mds.lr_at(44, **batched) < 1.0
 
 
-def test_megatron_deepspeed_infinite_schedules() -> None:
-    # warmup 10, cooldown to constant_lr until step 30, plateau 20 steps, then exp decay to min at 100
+def test_megatron_deepspeed_infinite_schedules_use_fractions_and_timescale_10() -> None:
+    # 100 iterations: warmup 10, cooldown 0.2 x 100 = 20 iterations after warmup, plateau 0.2 x 100 = 20, then exp decay
     params = dict(lr=1.0, min_lr=0.01, train_iters=100, lr_warmup_iters=10, constant_lr=0.1,
-                  lr_cooldown_iters=30, lr_constant_iters=20, timescale=3.0)
-    for style in ("infinite-cosine", "infinite-inv-square-root"):
-        p = dict(params, lr_decay_style=style)
-        assert mds.lr_at(10, **p) == 1.0
-        # step 20: r = (20 - 10) / (30 - 10) = 0.5 -> f(0.5) = 1/sqrt(2.5) - 1; f(1) = 1/2 - 1 (timescale 3)
-        assert mds.lr_at(20, **p) == pytest.approx(1.0 - 0.9 * (-0.5) * (2.5**-0.5 - 1))
-        assert mds.lr_at(30, **p) == pytest.approx(1.0 - 0.9 * 0.25)  # f(1)**2: not constant_lr, as in the source
-        assert mds.lr_at(40, **p) == pytest.approx(0.1)  # plateau
-        assert mds.lr_at(50, **p) == pytest.approx(0.1)
-        # exponential decay over 100 - 10 - 20 - 20 = 50 steps: half way = geometric mean
+                  lr_cooldown_fraction=0.2, lr_constant_fraction=0.2)
+    cosine = dict(params, lr_decay_style="infinite-cosine")
+    assert mds.lr_at(10, **cosine) == 1.0
+    assert mds.lr_at(20, **cosine) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert mds.lr_at(30, **cosine) == pytest.approx(0.1)
+    inverse = dict(params, lr_decay_style="infinite-inv-square-root")
+
+    def shape(t: float) -> float:
+        return 1 / math.sqrt(1 + 10 * t) - 1
+
+    assert mds.lr_at(20, **inverse) == pytest.approx(1.0 - 0.9 * shape(0.5) / shape(1))
+    assert mds.lr_at(30, **inverse) == pytest.approx(0.1)  # reaches --constant-lr at the end of the cooldown
+    for p in (cosine, inverse):
+        assert mds.lr_at(50, **p) == pytest.approx(0.1)  # plateau
+        # exponential decay over 100 - 10 - 20 - 20 = 50 iterations: half way = geometric mean
         assert mds.lr_at(75, **p) == pytest.approx(math.sqrt(0.1 * 0.01))
         assert mds.lr_at(100, **p) == pytest.approx(0.01)
         assert mds.lr_at(101, **p) == 0.01
 
 
-def test_megatron_deepspeed_rejects_bad_cooldown_frac() -> None:
-    with pytest.raises(UserError, match="--lr_constant_plus_cooldown_frac"):
-        mds.lr_at(5, lr=1.0, train_iters=10, lr_decay_style="constant", lr_constant_plus_cooldown=True,
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (dict(timescale=3.0), "--timescale is parsed but training.py never passes it"),
+        (dict(lr_decay_style="infinite-cosine", min_lr=0.0, constant_lr=0.5), "must be > 0"),
+        (dict(lr_decay_style="infinite-cosine", min_lr=0.1, constant_lr=2.0), "--constant-lr"),
+        (dict(lr_decay_style="infinite-cosine", min_lr=0.1, constant_lr=0.5, lr_decay_tokens=10**6, seq_length=8,
+              lr_warmup_iters=2), "crashes the trainer"),
+        (dict(lr_decay_style="constant", lr_constant_plus_cooldown=True, lr_decay_tokens=10**6, seq_length=8,
+              lr_warmup_iters=2), "crashes the trainer"),
+        (dict(lr_decay_tokens=10**6, seq_length=8), "give --lr-warmup-tokens"),
+        (dict(lr_decay_tokens=10**6, lr_warmup_iters=2), "--seq-length"),
+        (dict(train_samples=100), "--train-iters and --train-samples exclude each other"),
+        (dict(lr_warmup_samples=5), "--lr-warmup-samples needs --train-samples"),
+        (dict(lr_warmup_iters=5, lr_warmup_fraction=0.1), "only specify one of --lr-warmup-fraction"),
+    ],
+)
+def test_megatron_deepspeed_refuses_what_the_trainer_refuses_or_crashes_on(params: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        mds.lr_at(5, **dict(dict(lr=1.0, train_iters=10), **params))
+
+
+def test_megatron_deepspeed_zero_cooldown_frac_drops_to_min_lr_at_the_horizon() -> None:
+    params = dict(lr=1.0, min_lr=0.1, train_iters=10, lr_decay_style="constant", lr_constant_plus_cooldown=True,
                   lr_constant_plus_cooldown_frac=0.0)
+    assert [mds.lr_at(step, **params) for step in (9, 10)] == [1.0, 0.1]
 
 
 # -- schedules-and-scaling ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ The schedule modules are pure Python; numpy and matplotlib are imported inside t
 from __future__ import annotations
 
 import argparse
+import json
 import inspect
 import sys
 from typing import Any
@@ -63,7 +64,9 @@ def _register_schedule(commands: argparse._SubParsersAction) -> None:
             flags.add_argument(*aliases, dest=name, type=kind, default=argparse.SUPPRESS, metavar=name.upper())
     output = parser.add_argument_group("output (without any: a one-line summary)")
     output.add_argument("--at", type=float, metavar="STEP", help="print the LR after STEP iterations")
-    output.add_argument("--csv", action="store_true", help="print step,lr for every step up to --until")
+    output.add_argument("--csv", action="store_true", help="print step,lr for every step up to --until (full precision)")
+    output.add_argument("--json", action="store_true",
+                        help="print the flags, warmup end, horizon and every (step, lr) up to --until as JSON")
     output.add_argument("--plot", metavar="OUT.png", help="draw the curve (needs matplotlib)")
     output.add_argument("--until", type=int, metavar="STEP", help="last step of --csv/--plot (default: the horizon)")
     output.add_argument("--every", type=int, metavar="N", help="step between --csv/--plot points (default: 1 for --csv)")
@@ -96,21 +99,25 @@ def run_schedule(args: argparse.Namespace) -> int:
         if args.at < 0:
             raise UserError(f"--at must be >= 0 (got {args.at:g})")
         step = int(args.at) if float(args.at).is_integer() else args.at
-        print(format(module.lr_at(step, **params), ".10g"))
+        print(repr(module.lr_at(step, **params)))  # repr: the shortest text that reads back to the same double
     last = args.until if args.until is not None else horizon
     if last < 0:
         raise UserError(f"--until must be >= 0 (got {last})")
     if args.every is not None and args.every < 1:
         raise UserError(f"--every must be >= 1 (got {args.every})")
-    if args.csv:
-        steps = range(0, last + 1, args.every or 1)
-        lines = ["step,lr"] + [f"{step},{lr:.10g}" for step, lr in module.curve(steps, **params)]
-        sys.stdout.write("\n".join(lines) + "\n")
+    if args.csv or args.json:
+        points = module.curve(range(0, last + 1, args.every or 1), **params)
+        if args.csv:
+            sys.stdout.write("\n".join(["step,lr"] + [f"{step},{lr!r}" for step, lr in points]) + "\n")
+        if args.json:
+            document = {"framework": args.framework, "flags": params, "warmup_end": module.warmup_end(**params),
+                        "horizon": horizon, "points": [[step, lr] for step, lr in points]}
+            sys.stdout.write(json.dumps(document) + "\n")
     if args.plot:
         steps = list(range(0, last + 1, args.every)) if args.every else sample_steps(last)
         _plot_curve(module.curve(steps, **params), args.plot, f"{args.framework}: {_describe(params)}")
         print(f"wrote {args.plot}", file=sys.stderr)
-    if args.at is None and not args.csv and not args.plot:
+    if args.at is None and not args.csv and not args.json and not args.plot:
         schedule = JobSchedule("schedule", module, params, "pretrain")
         start = decay_start(schedule)
         decay = "never decays" if start is None else f"decays from step {start}"

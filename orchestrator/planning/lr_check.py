@@ -16,8 +16,8 @@ Which params a job's schedule is read from (names are case-insensitive; `LR` = `
 A job without an `LR` (and without `lr_schedule`) has no schedule and is listed as skipped.
 
 A cooldown is FLAGGED when its LR does not leave the plateau at its resume step S (within one step),
-e.g. the S/T mistake: a Megatron-DeepSpeed cooldown with TRAIN_ITERS = T resumed at S needs
-`lr_constant_plus_cooldown_frac` = (T - S) / T; S / T starts the decay at step T - S instead.
+e.g. the S/T mistake: a Megatron-DeepSpeed cooldown with TRAIN_ITERS = T (or LR_DECAY_ITERS = T) resumed at S
+needs `lr_constant_plus_cooldown_frac` = (T - S) / T; S / T starts the decay at step T - S instead.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ PHASE_KEY = "phase"
 RESUME_KEYS: tuple[str, ...] = ("resume_step", "resume_iter", "checkpoint_iter", "start_iter")
 PARENT_KEYS: tuple[str, ...] = ("parent", "pretrain_job")
 MDS_ONLY_KEYS: tuple[str, ...] = (
-    "lr_constant_plus_cooldown", "lr_constant_plus_cooldown_frac", "constant_lr", "lr_cooldown_iters", "lr_constant_iters",
+    "lr_constant_plus_cooldown", "lr_constant_plus_cooldown_frac", "constant_lr", "lr_cooldown_fraction",
+    "lr_constant_fraction", "lr_decay_tokens", "lr_warmup_tokens",
 )
 STEP_TOLERANCE = 1.0  # steps; Megatron-DeepSpeed's T - frac*T is rarely an integer
 JUMP_TOLERANCE = 1e-6  # relative LR difference at the resume step that counts as a jump
@@ -167,7 +168,10 @@ def schedule_from_params(name: str, params: Mapping[str, Any]) -> JobSchedule | 
     parent = next((str(values[key]) for key in PARENT_KEYS if values.get(key)), None)
     schedule = JobSchedule(name, framework, schedule_params, phase, resume_step, parent,
                            frozenset((key, repr(value)) for key, value in params.items()))
-    schedule.lr_at(0)  # surface the framework's own checks now, naming the job
+    try:
+        schedule.lr_at(0)  # surface the framework's own checks now, naming the job
+    except UserError as error:
+        raise UserError(f"job {name!r}: {error}") from None
     return schedule
 
 
@@ -195,7 +199,8 @@ def _s_over_t_hint(schedule: JobSchedule) -> str:
     params = schedule.params
     if schedule.framework is not megatron_deepspeed or not params.get("lr_constant_plus_cooldown"):
         return ""
-    total = params["train_iters"]
+    built = megatron_deepspeed.scheduler(**params)
+    total = built.decay_steps / built.samples_per_iteration  # the decay horizon: --lr-decay-iters if given
     frac = params.get("lr_constant_plus_cooldown_frac", megatron_deepspeed.DEFAULT_COOLDOWN_FRAC)
     assert schedule.resume_step is not None
     right = (total - schedule.resume_step) / total
