@@ -14,6 +14,7 @@ import pytest
 from orchestrator.cli import main as orch_main
 from orchestrator.errors import UserError
 from orchestrator.planning import cooldown_cmds as cc
+from orchestrator.planning.lr_schedules import alcf_launch
 from orchestrator.planning.cooldown_sweep import plan_sweep, write_sweep
 from orchestrator.planning.milestones import Milestone, build_milestones
 
@@ -93,9 +94,51 @@ def test_block_layout() -> None:
     assert cc.render_block(cc.CooldownRun(2, 1500, 500), options) == expected
 
 
-def test_no_override_ckpt_opt_drops_the_env_line() -> None:
+def test_no_override_ckpt_opt_drops_the_env_line_and_the_override_flag() -> None:
     options = cc.CommandOptions(load="/c", data_file_list="l", override_ckpt_opt_param=False)
-    assert "OVERRIDE_CKPT_OPT_PARAM" not in cc.render_block(cc.CooldownRun(1, 10, 10), options)
+    block = cc.render_block(cc.CooldownRun(1, 10, 10), options)
+    env, arguments = alcf_launch.split_command(block)
+    assert "OVERRIDE_CKPT_OPT_PARAM" not in env
+    # train_alcf.sh then adds --use-checkpoint-opt_param-scheduler; with --override too the trainer stops
+    assert "--override-opt_param-scheduler" not in arguments
+    run = alcf_launch.trainer_run(alcf_launch.wrapper_argv(env, arguments, 8))
+    assert run.use_checkpoint_opt_param_scheduler and not run.override_opt_param_scheduler
+
+
+def test_the_old_block_with_both_scheduler_flags_is_what_the_trainer_refuses() -> None:
+    env = {"LR_DECAY_STYLE": "constant", "TRAIN_ITERS": "20"}  # OVERRIDE_CKPT_OPT_PARAM left out
+    with pytest.raises(UserError, match="both override and use-checkpoint are set"):
+        alcf_launch.trainer_run(alcf_launch.wrapper_argv(env, ["--override-opt_param-scheduler"], 1))
+
+
+@pytest.mark.parametrize("override", [True, False])
+@pytest.mark.parametrize("extra", ["", "--save ckpt_cd --seq-length 4096", "--lr 3e-4 --min-lr 1e-5"])
+@pytest.mark.parametrize(("resume", "cooldown"), [(19850, 2000), (57, 43), (100, 1000), (1, 1), (39750, 4000)])
+@pytest.mark.parametrize("grad_acc", [1, 2])
+def test_every_emitted_block_cools_down_from_its_resume_step_in_the_trainer(
+    override: bool, extra: str, resume: int, cooldown: int, grad_acc: int
+) -> None:
+    options = cc.CommandOptions(load="/c", data_file_list="l", override_ckpt_opt_param=override, extra_args=extra,
+                                grad_acc_steps=grad_acc)
+    run = cc.CooldownRun(1, resume, cooldown)
+    env, arguments = alcf_launch.split_command(cc.render_block(run, options))
+    for batch in (1, 6, 96, 3072):
+        trained = alcf_launch.trainer_run(alcf_launch.wrapper_argv(env, arguments, batch))
+        scheduler = trained.scheduler()
+        # still at the plateau at the resume step (the warmup the wrapper always sets is subtracted in floating
+        # point, which can leave a 1e-8 relative dip there), and decaying right after it
+        assert scheduler.lr(resume) == pytest.approx(scheduler.max_lr, rel=1e-7)
+        assert scheduler.lr(resume + 1) < scheduler.max_lr * (1 - 1e-7)
+        assert scheduler.lr(resume + cooldown) == scheduler.min_lr
+
+
+def test_extra_args_that_move_the_cooldown_are_refused() -> None:
+    options = cc.CommandOptions(load="/c", data_file_list="l", extra_args="--lr-decay-iters 30000")
+    with pytest.raises(UserError, match="would cool down from iteration .* not from the resume step 19850"):
+        cc.render_block(cc.CooldownRun(1, 19850, 2000), options)
+    with pytest.raises(UserError, match="would not parse"):
+        cc.render_block(cc.CooldownRun(1, 19850, 2000), cc.CommandOptions(load="/c", data_file_list="l",
+                                                                         extra_args="--lr-decay-style wsd"))
 
 
 # --- selecting runs -----------------------------------------------------------------------------------

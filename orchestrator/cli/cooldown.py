@@ -84,7 +84,7 @@ def run_cmds(args: argparse.Namespace) -> int:
 
 def _add_milestone_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--ttokens", type=int, default=milestones.DEFAULT_TTOKENS, help="milestones 0..N-1 trillion tokens (default: %(default)s)"
+        "--ttokens", type=int, default=milestones.DEFAULT_TTOKENS, help="N: milestones 1..N-1 trillion tokens, N-1 rows (default: %(default)s)"
     )
     parser.add_argument(
         "--tokens-per-step",

@@ -15,6 +15,7 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, localcontext
+from fractions import Fraction
 
 from orchestrator.errors import UserError
 from orchestrator.planning import write_atomically
@@ -75,28 +76,34 @@ def frac_share(run: CooldownRun, convention: str) -> tuple[int, int]:
 
 
 def format_frac(numerator: int, total: int) -> str:
-    """The shortest decimal f from which Megatron gets `numerator` steps back as f x `total`.
+    """The shortest decimal f from which Megatron-DeepSpeed gets exactly `numerator` x B samples back.
 
-    Too few digits shift the cooldown's start by a fraction of a step or more (0.091 x 1100 is
-    100.1, not 100); 17 digits are unreadable. So f has the fewest significant digits (numerator /
-    total rounded to nearest, or up) such that float(f) * total, in double precision as Megatron
-    computes it, lies in [numerator, numerator + FRAC_STEP_TOLERANCE]: int() and round() give
-    `numerator` back and the decay starts within a millionth of a step of the resume step. Among
-    candidates of the same length, one whose product is exactly `numerator` wins (ceil() works too).
+    The trainer cools down over int(f x T x B) samples (B the global batch size: `training.py`, then
+    `optimizer_param_scheduler.py`, whose int() truncates). Too few digits shift the cooldown's start by a
+    fraction of a step or more (0.091 x 1100 is 100.1, not 100), and a double too far below R/T truncates
+    to one sample short (0.57 is stored as 0.56999999999999995: int(0.57 x 100) = 56). So f is the decimal
+    with the fewest significant digits whose double is
+    - at most a relative 2**-54 below R/T: f x T x B then rounds back up to R x B for every B (the
+      product's error is below half the spacing of doubles around R x B), and
+    - at most FRAC_STEP_TOLERANCE steps over T above it: no extra sample for B below a million.
+    Among candidates of the same length, one whose product with T is exactly `numerator` wins.
     """
     if not 0 < numerator <= total:
         raise ValueError(f"need 0 < numerator <= total, got {numerator}/{total}")
+    exact = Fraction(numerator, total)
+    lowest = exact * (1 - Fraction(1, 2**54))
     for digits in range(1, MAX_FRAC_DIGITS + 1):
-        candidates = [_decimal_quotient(numerator, total, digits, rounding) for rounding in (ROUND_HALF_EVEN, ROUND_CEILING)]
-        products = [float(candidate) * total for candidate in candidates]
-        for candidate, product in zip(candidates, products):
-            if product == numerator:
+        nearest, up = (_decimal_quotient(numerator, total, digits, rounding) for rounding in (ROUND_HALF_EVEN, ROUND_CEILING))
+        with localcontext() as context:
+            context.prec = digits
+            candidates = [nearest, up, up.next_plus()]
+        fitting = [c for c in candidates if lowest <= Fraction(float(c)) and (Fraction(float(c)) - exact) * total <= FRAC_STEP_TOLERANCE]
+        for candidate in fitting:
+            if float(candidate) * total == numerator:
                 return format(candidate, "f")
-        for candidate, product in zip(candidates, products):
-            if numerator <= product <= numerator + FRAC_STEP_TOLERANCE:
-                return format(candidate, "f")
-    # Not reached for step counts below 2**53: 17 digits pin down the double nearest the quotient.
-    return repr(numerator / total)
+        if fitting:
+            return format(fitting[0], "f")
+    raise AssertionError(f"no {MAX_FRAC_DIGITS}-digit fraction for {numerator}/{total}")  # 17 digits always fit
 
 
 def _decimal_quotient(numerator: int, total: int, digits: int, rounding: str) -> Decimal:
@@ -188,6 +195,9 @@ def render_block(run: CooldownRun, options: CommandOptions) -> str:
         f"# id={run.id} resume_step={run.resume_step} cooldown_steps={run.cooldown_steps}"
         f" total_iters={total} frac={frac} frac_convention={options.frac_convention} ({share})"
     )
+    if not options.override_ckpt_opt_param:
+        header += ("\n# without OVERRIDE_CKPT_OPT_PARAM the LR, --min-lr, warmup, decay length and style come from the"
+                   "\n# checkpoint (--use-checkpoint-opt_param-scheduler): the pretrain must have run LR_DECAY_STYLE=constant")
     env = ["LR_DECAY_STYLE=constant", f"OPT={shlex.quote(options.opt)}"]
     if options.override_ckpt_opt_param:
         env.append("OVERRIDE_CKPT_OPT_PARAM=1")
@@ -198,8 +208,10 @@ def render_block(run: CooldownRun, options: CommandOptions) -> str:
         f"DATA_FILE_LIST={shlex.quote(options.data_file_list)}",
         f"bash {shlex.quote(options.train_script)}",
     ]
-    arguments = [
-        "--override-opt_param-scheduler",
+    # train_alcf.sh adds --use-checkpoint-opt_param-scheduler without OVERRIDE_CKPT_OPT_PARAM, and the
+    # trainer refuses it together with --override-opt_param-scheduler: the two go together or not at all.
+    arguments = ["--override-opt_param-scheduler"] if options.override_ckpt_opt_param else []
+    arguments += [
         f"--min-lr={options.min_lr}",
         "--lr_constant_plus_cooldown",
         f"--lr_constant_plus_cooldown_frac={frac}",
@@ -207,7 +219,34 @@ def render_block(run: CooldownRun, options: CommandOptions) -> str:
     if options.extra_args.strip():
         arguments.append(options.extra_args.strip())  # a shell fragment: passed through verbatim
     lines = env + ["  " + argument for argument in arguments]
-    return header + "\n" + " \\\n".join(lines)
+    block = header + "\n" + " \\\n".join(lines)
+    check_block(block, run, options.frac_convention)
+    return block
+
+
+CHECK_BATCH_SIZES: tuple[int, ...] = (1, 3, 512, 4096)  # the block must be right whatever the run's global batch
+
+
+def check_block(block: str, run: CooldownRun, convention: str) -> None:
+    """Run the block through the wrapper and trainer checks; its cooldown must start at the resume step S."""
+    from orchestrator.planning.lr_schedules import alcf_launch
+
+    env, arguments = alcf_launch.split_command(block)
+    for batch in CHECK_BATCH_SIZES:
+        try:
+            trained = alcf_launch.trainer_run(alcf_launch.wrapper_argv(env, arguments, batch))
+        except UserError as error:
+            raise UserError(f"cooldown id={run.id} (S={run.resume_step}, R={run.cooldown_steps}): {error}") from None
+        scheduler = trained.scheduler()
+        if convention != "cooldown":
+            continue  # the constant-share convention is for forks whose scheduler is not modelled here
+        start = (scheduler.decay_steps - int(scheduler.constant_plus_cooldown_steps)) / batch
+        if start != run.resume_step or scheduler.decay_style != "constant" or not scheduler.constant_plus_cooldown:
+            raise UserError(
+                f"cooldown id={run.id}: with these arguments Megatron-DeepSpeed would cool down from iteration"
+                f" {start:g} (style {scheduler.decay_style}), not from the resume step {run.resume_step};"
+                " check --extra-args for LR flags (e.g. --lr-decay-iters, --lr-decay-style)"
+            )
 
 
 def render_blocks(runs: Iterable[CooldownRun], options: CommandOptions) -> list[str]:

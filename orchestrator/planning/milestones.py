@@ -77,7 +77,7 @@ def build_milestones(
 ) -> list[Milestone]:
     """The milestone table for milestones 0 .. ttokens-1 trillion tokens (rows for 1 .. ttokens-1)."""
     if ttokens < 2:
-        raise UserError(f"--ttokens: need at least 2 (milestones 0..N-1 trillion tokens, rows 1..N-1), got {ttokens}")
+        raise UserError(f"--ttokens: need at least 2 (rows for milestones 1..N-1 trillion tokens), got {ttokens}")
     if tokens_per_step <= 0:
         raise UserError(f"--tokens-per-step: must be positive, got {tokens_per_step}")
     if round_to <= 0:
