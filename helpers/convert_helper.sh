@@ -4,7 +4,7 @@
 #
 #   helpers/convert_helper.sh <RUN_DIR> [MIN_ITER]
 #
-# Extra flags after MIN_ITER go to `orch ckpt pending` (e.g. --count, --settle-secs 120).
+# Extra flags after MIN_ITER go to `orch ckpt pending` (e.g. --count, --stale-secs 7200).
 set -euo pipefail
 if [[ $# -lt 1 ]]; then
     echo "usage: $0 <RUN_DIR> [MIN_ITER] [orch ckpt pending flags...]" >&2

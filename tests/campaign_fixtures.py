@@ -1,49 +1,74 @@
-"""Builders of on-disk checkpoint layouts shared by the tests/test_campaign_*.py files."""
+"""On-disk checkpoint layouts as the trainers write them, shared by the tests/test_campaign_*.py files.
+
+File names follow the writers' own naming functions (see `orchestrator/campaign/checkpoints.py` for the
+files and commits): Megatron-LM `get_checkpoint_name` and dist_checkpointing `save`, DeepSpeed
+`_get_ckpt_name` / `_get_zero_ckpt_name` / `ckpt_layer_path`, `ds_to_universal.py`. Contents are
+placeholders: completeness is judged by names and order, never by unpickling.
+"""
 
 from __future__ import annotations
 
-import os
-import time
+import json
 from pathlib import Path
 
-OLD = 3600.0  # seconds: well past any settle time
+TORCH_DIST_CONFIG = {"sharded_backend": "torch_dist", "sharded_backend_version": 1,
+                     "common_backend": "torch", "common_backend_version": 1}
+
+LAYOUTS: dict[str, list[str]] = {
+    # Megatron-LM legacy torch format, TP=2 (no pipeline: mp_rank_TT)
+    "torch": ["mp_rank_00/model_optim_rng.pt", "mp_rank_01/model_optim_rng.pt"],
+    # TP=2 x PP=2 with the distributed optimizer (mp_rank_TT_PPP, distrib_optim.pt beside the model)
+    "torch_tp_pp": [f"mp_rank_{tp:02d}_{pp:03d}/{name}" for tp in range(2) for pp in range(2)
+                    for name in ("model_optim_rng.pt", "distrib_optim.pt")],
+    # torch_dist: shards, torch's .metadata, common.pt, and Megatron's metadata.json (written last)
+    "torch_dist": ["__0_0.distcp", "__1_0.distcp", ".metadata", "common.pt", "metadata.json"],
+    # the tinylm example's numpy twin of the legacy format
+    "npz": ["mp_rank_00/model_optim_rng.npz"],
+    # DeepSpeed ZeRO-1, model parallel 2, data parallel 2 (bf16 optimizer files)
+    "deepspeed": ["mp_rank_00_model_states.pt", "mp_rank_01_model_states.pt"]
+    + [f"bf16_zero_pp_rank_{dp}_mp_rank_{mp:02d}_optim_states.pt" for dp in range(2) for mp in range(2)],
+    # DeepSpeed ZeRO-3: no mp_rank_00_model_states.pt, one model-state file per data-parallel rank
+    "zero3": [f"zero_pp_rank_{dp}_mp_rank_00_{kind}_states.pt" for dp in range(4) for kind in ("model", "optim")],
+    # DeepSpeed pipeline engine: layer files per tensor rank plus the engine's model states
+    "pipeline": ["mp_rank_00_model_states.pt", "mp_rank_01_model_states.pt"]
+    + [f"layer_{layer:02d}-model_{tp:02d}-model_states.pt" for layer in (1, 2, 3, 5) for tp in range(2)],
+    # ds_to_universal.py output: zero/<param>/fp32.pt and the copied model states
+    "universal": ["zero/embedding.word_embeddings.weight/fp32.pt", "zero/embedding.word_embeddings.weight/exp_avg.pt",
+                  "mp_rank_00_model_states.pt"],
+}
+DEEPSPEED_LAYOUTS = ("deepspeed", "zero3", "pipeline", "mds")
 
 
-def age(path: Path, seconds: float) -> None:
-    """Set the mtime of `path` and everything under it to `seconds` ago."""
-    stamp = time.time() - seconds
-    for root, dirs, files in os.walk(path):
-        for name in [*dirs, *files]:
-            os.utime(os.path.join(root, name), (stamp, stamp))
-    os.utime(path, (stamp, stamp))
+def folder_name(iteration: int, fmt: str) -> str:
+    if fmt == "universal":
+        return f"global_step{iteration}_universal"
+    return f"global_step{iteration}" if fmt in DEEPSPEED_LAYOUTS else f"iter_{iteration:07d}"
 
 
-def make_checkpoint(checkpoints: Path, iteration: int, fmt: str = "torch", age_secs: float = OLD) -> Path:
-    """One checkpoint folder in a given format, `age_secs` old."""
-    if fmt == "deepspeed":
-        folder = checkpoints / f"global_step{iteration}"
-        files = ["mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_optim_states.pt"]
-    else:
-        folder = checkpoints / f"iter_{iteration:07d}"
-        files = {
-            "torch": ["mp_rank_00/model_optim_rng.pt", "mp_rank_01/model_optim_rng.pt"],
-            "torch_tp_pp": ["mp_rank_00_000/model_optim_rng.pt"],
-            "torch_dist": ["__0_0.distcp", ".metadata", "common.pt"],
-            "torch_dist_json": ["metadata.json", "__0_1.distcp"],
-            "npz": ["mp_rank_00/model_optim_rng.npz"],
-            "partial": ["mp_rank_00/distrib_optim.pt"],  # rank-0 model file not written yet
-        }[fmt]
-    for name in files:
+def make_checkpoint(checkpoints: Path, iteration: int, fmt: str = "torch", track: bool = True,
+                    files: list[str] | None = None) -> Path:
+    """One checkpoint folder as `fmt`'s writer leaves it; with `track`, the writer's trackers too.
+
+    `files` replaces the layout's file list (a save that died part-way); "mds" is Megatron-DeepSpeed:
+    DeepSpeed's files and `latest`, then Megatron's tracker."""
+    folder = checkpoints / folder_name(iteration, fmt)
+    for name in files if files is not None else LAYOUTS["deepspeed" if fmt == "mds" else fmt]:
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"x" * 16)
-    age(folder, age_secs)
+        path.write_text(json.dumps(TORCH_DIST_CONFIG) if name == "metadata.json" else "x" * 16)
+    folder.mkdir(parents=True, exist_ok=True)
+    if track:
+        write_tracker(checkpoints, iteration, fmt)
     return folder
 
 
-def write_tracker(checkpoints: Path, iteration: int, deepspeed: bool = False) -> None:
+def write_tracker(checkpoints: Path, iteration: int, fmt: str = "torch") -> None:
+    """The tracker(s) `fmt`'s writer updates after a save."""
     checkpoints.mkdir(parents=True, exist_ok=True)
-    if deepspeed:
+    if fmt == "universal":
+        (checkpoints / "latest_universal").write_text(f"global_step{iteration}_universal")
+        return
+    if fmt in DEEPSPEED_LAYOUTS:
         (checkpoints / "latest").write_text(f"global_step{iteration}")
-    else:
-        (checkpoints / "latest_checkpointed_iteration.txt").write_text(f"{iteration}\n")
+    if fmt not in DEEPSPEED_LAYOUTS or fmt == "mds":
+        (checkpoints / "latest_checkpointed_iteration.txt").write_text(f"{iteration}")

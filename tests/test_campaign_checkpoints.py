@@ -1,62 +1,106 @@
-"""Checkpoint discovery and completeness (orchestrator.campaign.checkpoints), both layouts."""
+"""Checkpoint completeness from the writers' order (orchestrator.campaign.checkpoints), every layout."""
 
 from __future__ import annotations
 
 import pytest
 
-from campaign_fixtures import make_checkpoint, write_tracker
-from orchestrator.campaign.checkpoints import (
-    complete_iterations,
-    has_rank0_files,
-    list_checkpoint_dirs,
-    tracked_iteration,
-)
+from campaign_fixtures import LAYOUTS, make_checkpoint, write_tracker
+from orchestrator.campaign.checkpoints import complete_iterations, inspect_checkpoints, list_checkpoint_dirs, tracked_iteration
 
 
-@pytest.mark.parametrize("fmt", ["torch", "torch_tp_pp", "torch_dist", "torch_dist_json", "npz", "deepspeed"])
-def test_every_known_format_is_complete_once_settled(tmp_path, fmt):
+def verdicts(checkpoints) -> dict[int, tuple[bool, str]]:
+    return {c.iteration: (c.complete, c.reason) for c in inspect_checkpoints(checkpoints)}
+
+
+@pytest.mark.parametrize("fmt", [*LAYOUTS, "mds"])
+def test_every_layout_is_complete_once_its_tracker_names_it(tmp_path, fmt):
     make_checkpoint(tmp_path, 100, fmt)
     assert complete_iterations(tmp_path) == [100]
 
 
-def test_folder_without_rank0_model_file_is_not_a_checkpoint(tmp_path):
-    folder = make_checkpoint(tmp_path, 100, "partial")
-    assert not has_rank0_files(folder)
+@pytest.mark.parametrize("fmt", [*LAYOUTS, "mds"])
+def test_a_save_above_the_tracker_is_never_complete_however_old(tmp_path, fmt):
+    make_checkpoint(tmp_path, 100, fmt)
+    make_checkpoint(tmp_path, 200, fmt, track=False)  # every file there, the tracker never moved: died or busy
+    assert complete_iterations(tmp_path) == [100]
+    assert "above the tracker" in verdicts(tmp_path)[200][1]
+
+
+def test_no_tracker_means_no_finished_save(tmp_path):
+    make_checkpoint(tmp_path, 100, track=False)
     assert complete_iterations(tmp_path) == []
+    assert "no latest_checkpointed_iteration.txt tracker yet" in verdicts(tmp_path)[100][1]
 
 
-def test_young_checkpoint_is_still_being_written(tmp_path):
-    make_checkpoint(tmp_path, 100, age_secs=3600)
-    make_checkpoint(tmp_path, 200, age_secs=5)
-    assert complete_iterations(tmp_path, settle_secs=60) == [100]
-    assert complete_iterations(tmp_path, settle_secs=1) == [100, 200]
+def test_torch_dist_with_only_its_shards_is_dead(tmp_path):
+    make_checkpoint(tmp_path, 100, "torch_dist", files=["__0_0.distcp", "__1_0.distcp"])
+    complete, reason = verdicts(tmp_path)[100]
+    assert not complete and "without metadata.json" in reason
+    make_checkpoint(tmp_path, 50, "torch_dist", track=False, files=["__0_0.distcp", "common.pt", "metadata.json"])
+    assert not verdicts(tmp_path)[50][0] and "without torch's .metadata" in verdicts(tmp_path)[50][1]
 
 
-def test_tracked_iteration_is_finished_whatever_its_age(tmp_path):
-    make_checkpoint(tmp_path, 100, age_secs=1)
-    make_checkpoint(tmp_path, 200, age_secs=1)
-    write_tracker(tmp_path, 100)
+def test_legacy_save_missing_a_rank_is_not_complete(tmp_path):
+    make_checkpoint(tmp_path, 100, "torch_tp_pp")
+    # a later save where rank (1, 1) never wrote, and one where the highest ranks are absent altogether
+    files = [f for f in LAYOUTS["torch_tp_pp"] if not f.startswith("mp_rank_01_001/")]
+    make_checkpoint(tmp_path, 200, "torch_tp_pp", files=files, track=False)
+    make_checkpoint(tmp_path, 300, "torch_tp_pp", files=["mp_rank_00_000/model_optim_rng.pt"], track=False)
+    write_tracker(tmp_path, 300)  # even a tracker cannot make an incomplete grid loadable
+    result = verdicts(tmp_path)
+    assert result[100][0]
+    assert not result[200][0] and "mp_rank_01_001/model_optim_rng.pt" in result[200][1]
+    assert not result[300][0] and "mp_rank_00_001/model_optim_rng.pt" in result[300][1]
+    assert complete_iterations(tmp_path) == [100]
+
+
+def test_legacy_rank_folder_without_its_model_file(tmp_path):
+    make_checkpoint(tmp_path, 100, files=["mp_rank_00/model_optim_rng.pt", "mp_rank_01/distrib_optim.pt"])
+    assert "mp_rank_01/model_optim_rng.pt" in verdicts(tmp_path)[100][1]
+
+
+def test_zero3_is_counted_and_a_missing_data_parallel_rank_is_not(tmp_path):
+    make_checkpoint(tmp_path, 100, "zero3")
+    files = [f for f in LAYOUTS["zero3"] if not f.startswith("zero_pp_rank_2_")]
+    make_checkpoint(tmp_path, 200, "zero3", files=files)
+    result = verdicts(tmp_path)
+    assert result[100][0]
+    assert not result[200][0] and "zero_pp_rank_2_mp_rank_00_model_states.pt" in result[200][1]
+
+
+def test_pipeline_layers_need_every_tensor_rank(tmp_path):
+    files = [f for f in LAYOUTS["pipeline"] if f != "layer_03-model_01-model_states.pt"]
+    make_checkpoint(tmp_path, 100, "pipeline", files=files)
+    assert "layer_03-model_01-model_states.pt" in verdicts(tmp_path)[100][1]
+
+
+def test_megatron_deepspeed_tracker_governs_over_deepspeeds_latest(tmp_path):
+    make_checkpoint(tmp_path, 100, "mds")
+    make_checkpoint(tmp_path, 200, "deepspeed")  # DeepSpeed wrote `latest`; Megatron's tracker (after the barrier) not yet
     assert tracked_iteration(tmp_path) == 100
-    assert complete_iterations(tmp_path, settle_secs=60) == [100]
+    assert complete_iterations(tmp_path) == [100]
 
 
-def test_deepspeed_latest_file_counts_as_tracker(tmp_path):
-    make_checkpoint(tmp_path, 30, "deepspeed", age_secs=1)
-    write_tracker(tmp_path, 30, deepspeed=True)
-    assert list_checkpoint_dirs(tmp_path)[30].name == "global_step30"
-    assert complete_iterations(tmp_path, settle_secs=60) == [30]
+def test_universal_checkpoint_counts_by_latest_universal(tmp_path):
+    make_checkpoint(tmp_path, 100, "deepspeed")
+    make_checkpoint(tmp_path, 100, "universal", track=False)
+    assert [c.layout for c in inspect_checkpoints(tmp_path)] == ["deepspeed", "universal"]
+    assert [c.complete for c in inspect_checkpoints(tmp_path)] == [True, False]
+    write_tracker(tmp_path, 100, "universal")
+    assert all(c.complete for c in inspect_checkpoints(tmp_path))
+    assert list_checkpoint_dirs(tmp_path)[100].name == "global_step100"  # the training folder wins
 
 
 def test_missing_or_empty_folders_hold_nothing(tmp_path):
-    assert complete_iterations(tmp_path / "nope") == []
-    assert tracked_iteration(tmp_path / "nope") is None
-    (tmp_path / "iter_0000100").mkdir()  # an empty iteration folder
-    (tmp_path / ".iter_0000200.tmp.1").mkdir()  # a staging folder is not a checkpoint
+    assert complete_iterations(tmp_path / "absent") == []
+    (tmp_path / "iter_0000100").mkdir()
+    write_tracker(tmp_path, 100)
     assert complete_iterations(tmp_path) == []
+    assert "no model files" in verdicts(tmp_path)[100][1]
 
 
 def test_garbage_tracker_is_ignored(tmp_path):
-    make_checkpoint(tmp_path, 100, age_secs=1)
+    make_checkpoint(tmp_path, 100, track=False)
     (tmp_path / "latest_checkpointed_iteration.txt").write_text("release")
     assert tracked_iteration(tmp_path) is None
-    assert complete_iterations(tmp_path, settle_secs=60) == []
+    assert complete_iterations(tmp_path) == []

@@ -60,11 +60,37 @@ def test_missing_run_dir_is_nothing_pending(tmp_path):
 
 
 def test_checkpoint_being_written_is_not_pending(tmp_path):
-    make_checkpoint(tmp_path / "checkpoints", 100, age_secs=2)
+    make_checkpoint(tmp_path / "checkpoints", 100, track=False)
     assert orch("ckpt", "pending", str(tmp_path)).stdout == "0\n"
-    assert orch("ckpt", "pending", str(tmp_path), "--settle-secs", "1").stdout == "1\n"
     write_tracker(tmp_path / "checkpoints", 100)  # the trainer says it finished saving
     assert orch("ckpt", "pending", str(tmp_path)).stdout == "1\n"
+
+
+def test_a_dead_save_is_never_pending_claimed_or_linked(tmp_path):
+    from orchestrator.campaign.cooldown_link import link_checkpoint
+
+    checkpoints = tmp_path / "checkpoints"
+    make_checkpoint(checkpoints, 100, "torch_dist")
+    make_checkpoint(checkpoints, 200, "torch_dist", files=["__0_0.distcp"], track=False)  # the job died mid-save
+    assert pending_iterations(tmp_path) == [100]
+    assert claim_next(tmp_path, min_iter=101) is None
+    assert not link_checkpoint(checkpoints, tmp_path / "branch" / "checkpoints", 200)
+    assert not (tmp_path / "branch").exists()
+
+
+def test_pending_explain_says_why_for_every_folder(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    for iteration in (100, 200, 300):
+        make_checkpoint(checkpoints, iteration)
+    make_checkpoint(checkpoints, 400, track=False)
+    mark_done(tmp_path, 100)
+    write_lock(tmp_path, 200, os.getpid(), socket.gethostname(), time.time())
+    lines = orch("ckpt", "pending", str(tmp_path), "--explain").stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["100", "200", "300", "400"]
+    assert lines[0].split("\t")[1].startswith("converted: ")
+    assert lines[1].split("\t")[1].startswith("claimed: ")
+    assert lines[2].split("\t")[1].startswith("pending: torch, complete")
+    assert "above the tracker (latest_checkpointed_iteration.txt = 300)" in lines[3]
 
 
 def test_claim_done_cycle_through_the_cli(run_dir):

@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from campaign_fixtures import make_checkpoint, write_tracker
 from orchestrator.campaign.checkpoints import complete_iterations, tracked_iteration
-from orchestrator.campaign.cooldown_link import link_cooldown_checkpoint
+from orchestrator.campaign.cooldown_link import link_checkpoint, link_cooldown_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +38,7 @@ def test_missing_or_unfinished_checkpoint_is_not_linked(tmp_path):
     assert not link_cooldown_checkpoint(str(tmp_path), "exp", 1000, "20")  # no pretraining folder at all
     make_checkpoint(tmp_path / "exp" / "checkpoints", 500)
     assert not link_cooldown_checkpoint(str(tmp_path), "exp", 1000, "20")  # other iteration only
-    make_checkpoint(tmp_path / "exp" / "checkpoints", 1000, age_secs=1)  # still being written
+    make_checkpoint(tmp_path / "exp" / "checkpoints", 1000, track=False)  # still being written (or died)
     assert not link_cooldown_checkpoint(str(tmp_path), "exp", 1000, "20")
     assert not (tmp_path / "exp" / "cooldown_s20").exists()
 
@@ -56,11 +58,24 @@ def test_linking_twice_is_harmless_and_never_rolls_the_branch_back(tmp_path):
 
 def test_deepspeed_layout(tmp_path):
     source = make_checkpoint(tmp_path / "exp" / "checkpoints", 300, "deepspeed")
-    write_tracker(tmp_path / "exp" / "checkpoints", 400, deepspeed=True)
+    write_tracker(tmp_path / "exp" / "checkpoints", 400, "deepspeed")
     assert link_cooldown_checkpoint(str(tmp_path), "exp", 300, "2x")
     branch = tmp_path / "exp" / "cooldown_s2x" / "checkpoints"
     assert (branch / "global_step300").resolve() == source.resolve()
     assert (branch / "latest").read_text() == "global_step300"
+
+
+@pytest.mark.parametrize("fmt", ["zero3", "pipeline", "mds", "torch_dist", "torch_tp_pp", "universal"])
+def test_every_counted_layout_links_with_the_trackers_its_trainer_reads(tmp_path, fmt):
+    source_root = tmp_path / "stage1" / "checkpoints"
+    source = make_checkpoint(source_root, 300, fmt)
+    destination = tmp_path / "stage2" / "checkpoints"
+    assert link_checkpoint(source_root, destination, 300)
+    assert (destination / source.name).resolve() == source.resolve()
+    expected = {"universal": {"latest_universal"}, "zero3": {"latest"}, "pipeline": {"latest"},
+                "mds": {"latest", "latest_checkpointed_iteration.txt"}}.get(fmt, {"latest_checkpointed_iteration.txt"})
+    assert {p.name for p in destination.iterdir() if p.is_file()} == expected
+    assert complete_iterations(destination) == [300]
 
 
 def test_cooldown_helper_keeps_autoexperiment_argument_order(tmp_path):

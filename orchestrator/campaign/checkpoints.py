@@ -1,13 +1,24 @@
-"""Find the complete checkpoints of a run and the ones still waiting for conversion.
+"""Which checkpoints of a run are complete, judged by the order in which the trainers write them.
 
-Layouts (both may appear in one `RUN_DIR/checkpoints/`):
+Layouts under `RUN_DIR/checkpoints/` (several may be mixed), as the writers name them:
+- Megatron-LM (NVIDIA/Megatron-LM @d98e8a64, `megatron/training/checkpointing.py`): `iter_0000100/`
+  and, written last by rank 0 once every rank has saved, `latest_checkpointed_iteration.txt` (`100`).
+  Legacy torch format: one folder per model-parallel rank, `mp_rank_TT[_PPP][_EEE]/model_optim_rng.pt`
+  (`get_checkpoint_name`; `distrib_optim.pt` beside it with the distributed optimizer). torch_dist
+  format (`megatron/core/dist_checkpointing/serialization.py: save`): `*.distcp` shards, torch's
+  `.metadata`, `common.pt`, and `metadata.json`, which Megatron writes after everything else.
+- DeepSpeed (microsoft/DeepSpeed @38327e07, `deepspeed/runtime/engine.py`): `global_step100/` with
+  `mp_rank_TT_model_states.pt` (ZeRO 0-2), `zero_pp_rank_D_mp_rank_TT_model_states.pt` (ZeRO-3, one per
+  data-parallel rank), `[bf16_]zero_pp_rank_D_mp_rank_TT_optim_states.pt`, pipeline layers
+  `layer_LL-model_TT-model_states.pt` (`runtime/pipe/module.py`), and `latest` (`global_step100`) written
+  by rank 0 after its own files. Universal checkpoints (`checkpoint/ds_to_universal.py`):
+  `global_step100_universal/` with `zero/`, named by `latest_universal` once the conversion is done.
+- Megatron-DeepSpeed (argonne-lcf @ffa3456d, `megatron/checkpointing.py`): DeepSpeed's layout, then a
+  barrier, then Megatron's `latest_checkpointed_iteration.txt`: that tracker governs when present.
 
-- Megatron-LM: `iter_0000100/` (7-digit padding) plus `latest_checkpointed_iteration.txt` holding `100`;
-- Megatron-DeepSpeed: `global_step100/` plus a `latest` file holding `global_step100`.
-
-A checkpoint is complete when its rank-0 files exist in one of the known formats and nothing in it
-changed for `settle_secs` (a writer still busy keeps touching files). The iteration a tracker file names,
-and every earlier one, is finished whatever its age: trainers write the tracker only after the save.
+So an iteration above its tracker is being written or died part-way and is never complete; one at or
+below it is complete when every file its format implies is there (every model-parallel rank of the grid
+seen in the folder or in the tracked checkpoint). Without any tracker no save has finished.
 
 Conversion bookkeeping lives next to the checkpoints:
 `RUN_DIR/converted_checkpoints/iter_<N>.done` (converted) and `RUN_DIR/in_progress_checkpoints/iter_<N>.lock`.
@@ -15,25 +26,30 @@ Conversion bookkeeping lives next to the checkpoints:
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import time
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 
-DEFAULT_SETTLE_SECS = 60.0
 MEGATRON_TRACKER = "latest_checkpointed_iteration.txt"
 DEEPSPEED_TRACKER = "latest"
+UNIVERSAL_TRACKER = "latest_universal"
 
 _ITER_DIR = re.compile(r"iter_(\d+)\Z")
 _GLOBAL_STEP_DIR = re.compile(r"global_step(\d+)\Z")
+_UNIVERSAL_DIR = re.compile(r"global_step(\d+)_universal\Z")
 _MEGATRON_TRACKED = re.compile(r"(\d+)\Z")  # `release` (a converted release checkpoint) is no iteration
 _DEEPSPEED_TRACKED = re.compile(r"global_step(\d+)\Z")
-# Rank-0 folders of Megatron-LM's torch format: tp rank, pp rank, expert/dp suffixes.
-_RANK0_DIR = re.compile(r"mp_rank_00(?:_\d{3})?(?:_\d{3})?(?:_dp_\d{3})?\Z")
-_RANK0_FILES = ("model_optim_rng.pt", "model_optim_rng.npz")  # torch format; the tinylm example's numpy twin
-_DEEPSPEED_RANK0_FILE = "mp_rank_00_model_states.pt"
-_TORCH_DIST_MARKERS = (".metadata", "metadata.json")
+_UNIVERSAL_TRACKED = re.compile(r"global_step(\d+)_universal\Z")
+_RANK_DIR = re.compile(r"mp_rank_(\d{2})(?:_(\d{3}))?(?:_(\d{3}))?\Z")
+_MODEL_FILES = ("model_optim_rng.pt", "model_optim_rng.npz")  # torch format; the tinylm example's numpy twin
+_DS_MODEL = re.compile(r"mp_rank_(\d{2})_model_states\.pt\Z")
+_DS_ZERO3_MODEL = re.compile(r"zero_pp_rank_(\d+)_mp_rank_(\d{2})_model_states\.pt\Z")
+_DS_OPTIM = re.compile(r"(bf16_)?zero_pp_rank_(\d+)_mp_rank_(\d{2})_optim_states\.pt\Z")
+_DS_LAYER = re.compile(r"layer_(\d{2})-model_(\d{2})-model_states\.pt\Z")
+_TORCH_DIST_FILES = (".metadata", "metadata.json", "common.pt")
 
 
 @dataclass(frozen=True)
@@ -61,80 +77,203 @@ class RunLayout:
         return self.in_progress / f"iter_{iteration}.lock"
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """One checkpoint folder and the verdict on it."""
+
+    iteration: int
+    path: Path
+    layout: str
+    complete: bool
+    reason: str
+
+
 def iteration_dir_name(iteration: int, deepspeed: bool = False) -> str:
     return f"global_step{iteration}" if deepspeed else f"iter_{iteration:07d}"
 
 
-def list_checkpoint_dirs(checkpoints: Path) -> dict[int, Path]:
-    """Iteration -> its folder, for every `iter_*` / `global_step*` entry (symlinks included)."""
-    found: dict[int, Path] = {}
+def _iteration_folders(checkpoints: Path) -> list[tuple[int, Path, bool]]:
+    """(iteration, folder, universal?) for every checkpoint folder, symlinks followed (a linked checkpoint counts)."""
     try:
         entries = list(os.scandir(checkpoints))
     except (FileNotFoundError, NotADirectoryError):
-        return found
+        return []
+    found = []
     for entry in entries:
-        match = _ITER_DIR.match(entry.name) or _GLOBAL_STEP_DIR.match(entry.name)
-        if match and entry.is_dir():  # follows symlinks: a cooldown's linked checkpoint counts
-            found.setdefault(int(match.group(1)), Path(entry.path))
+        universal = _UNIVERSAL_DIR.match(entry.name)
+        match = universal or _ITER_DIR.match(entry.name) or _GLOBAL_STEP_DIR.match(entry.name)
+        if match and entry.is_dir():
+            found.append((int(match.group(1)), Path(entry.path), bool(universal)))
+    return sorted(found, key=lambda item: (item[0], item[2], item[1].name))
+
+
+def list_checkpoint_dirs(checkpoints: Path) -> dict[int, Path]:
+    """Iteration -> its training checkpoint folder (`iter_*` or `global_step*`; a universal twin only without one)."""
+    found: dict[int, Path] = {}
+    for iteration, path, _universal in _iteration_folders(checkpoints):
+        found.setdefault(iteration, path)
+    return found
+
+
+def _read_tracker(path: Path, pattern: re.Pattern[str]) -> int | None:
+    try:
+        match = pattern.match(path.read_text().strip())
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
+
+
+def trackers(checkpoints: Path) -> dict[str, int]:
+    """Tracker file name -> the iteration it names, for each tracker present and readable."""
+    found = {}
+    for name, pattern in ((MEGATRON_TRACKER, _MEGATRON_TRACKED), (DEEPSPEED_TRACKER, _DEEPSPEED_TRACKED),
+                          (UNIVERSAL_TRACKER, _UNIVERSAL_TRACKED)):
+        value = _read_tracker(checkpoints / name, pattern)
+        if value is not None:
+            found[name] = value
     return found
 
 
 def tracked_iteration(checkpoints: Path) -> int | None:
-    """The iteration named by the Megatron-LM or DeepSpeed tracker file, if any (the larger of both)."""
-    values: list[int] = []
-    for name, pattern in ((MEGATRON_TRACKER, _MEGATRON_TRACKED), (DEEPSPEED_TRACKER, _DEEPSPEED_TRACKED)):
-        try:
-            text = (checkpoints / name).read_text().strip()
-        except OSError:
-            continue
-        match = pattern.match(text)
-        if match:
-            values.append(int(match.group(1)))
-    return max(values) if values else None
+    """The newest finished training save: Megatron's tracker when present (written after the barrier), else `latest`."""
+    found = trackers(checkpoints)
+    return found.get(MEGATRON_TRACKER, found.get(DEEPSPEED_TRACKER))
 
 
-def has_rank0_files(path: Path) -> bool:
-    """Whether the folder holds a checkpoint in a known format (not yet whether it is finished)."""
+# -- what a folder holds -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Contents:
+    layout: str
+    grids: dict[str, set[tuple[int, ...]]]  # file kind -> the rank tuples present
+    problem: str = ""  # a format-level reason it is not complete
+
+
+def _contents(path: Path) -> _Contents:
     try:
         entries = list(os.scandir(path))
     except OSError:
-        return False
+        return _Contents("unreadable", {}, "cannot read the folder")
     names = {entry.name for entry in entries}
-    if _DEEPSPEED_RANK0_FILE in names:
-        return True
-    if any(marker in names for marker in _TORCH_DIST_MARKERS) or any(name.endswith(".distcp") for name in names):
-        return True
+    if any(name.endswith(".distcp") for name in names) or names & set(_TORCH_DIST_FILES):
+        return _Contents("torch_dist", {}, _torch_dist_problem(path, names))
+    grids: dict[str, set[tuple[int, ...]]] = {}
     for entry in entries:
-        if _RANK0_DIR.match(entry.name) and entry.is_dir():
-            if any((Path(entry.path) / file).is_file() for file in _RANK0_FILES):
-                return True
-    return False
-
-
-def newest_mtime(path: Path) -> float:
-    """Latest modification time of the folder and anything inside it (0 when unreadable)."""
-    newest = 0.0
-    for root, dirs, files in os.walk(path):
-        for name in (root, *(os.path.join(root, f) for f in files)):
-            try:
-                newest = max(newest, os.stat(name).st_mtime)
-            except OSError:
-                continue
-    return newest
-
-
-def complete_iterations(
-    checkpoints: Path, settle_secs: float = DEFAULT_SETTLE_SECS, now: float | None = None
-) -> list[int]:
-    """Sorted iterations whose checkpoint is complete and no longer being written."""
-    now = time.time() if now is None else now
-    tracked = tracked_iteration(checkpoints)
-    complete = []
-    for iteration, path in sorted(list_checkpoint_dirs(checkpoints).items()):
-        if not has_rank0_files(path):
+        rank = _RANK_DIR.match(entry.name)
+        if rank and entry.is_dir():
+            key = tuple(int(group) for group in rank.groups() if group is not None)
+            folder = Path(entry.path)
+            if any((folder / name).is_file() for name in _MODEL_FILES):
+                grids.setdefault("model_optim_rng", set()).add(key)
+            grids.setdefault("rank folder", set()).add(key)
             continue
-        finished = tracked is not None and iteration <= tracked
-        if finished or now - newest_mtime(path) >= settle_secs:
-            complete.append(iteration)
-    return complete
+        for kind, pattern in (("mp_rank_TT_model_states.pt", _DS_MODEL),
+                              ("zero_pp_rank_D_mp_rank_TT_model_states.pt", _DS_ZERO3_MODEL),
+                              ("layer_LL-model_TT-model_states.pt", _DS_LAYER)):
+            match = pattern.match(entry.name)
+            if match:
+                grids.setdefault(kind, set()).add(tuple(int(g) for g in match.groups()))
+        optim = _DS_OPTIM.match(entry.name)
+        if optim:
+            grids.setdefault("zero_pp_rank_D_mp_rank_TT_optim_states.pt", set()).add((int(optim.group(2)), int(optim.group(3))))
+    if "rank folder" in grids:
+        return _Contents("torch", grids)
+    if "zero_pp_rank_D_mp_rank_TT_model_states.pt" in grids:
+        return _Contents("deepspeed ZeRO-3", grids)
+    if "layer_LL-model_TT-model_states.pt" in grids:
+        return _Contents("deepspeed pipeline", grids)
+    if "mp_rank_TT_model_states.pt" in grids:
+        universal = "universal" if (path / "zero").is_dir() else "deepspeed"
+        return _Contents(universal, grids)
+    if (path / "zero").is_dir():
+        return _Contents("universal", grids, "no mp_rank_TT_model_states.pt beside zero/")
+    return _Contents("unknown", grids, "no model files in a known format")
 
+
+def _torch_dist_problem(path: Path, names: set[str]) -> str:
+    if "metadata.json" not in names:
+        return "torch_dist without metadata.json, which Megatron writes after every shard"
+    try:
+        backend = json.loads((path / "metadata.json").read_text()).get("sharded_backend")
+    except (OSError, ValueError, AttributeError):
+        return "torch_dist metadata.json is unreadable"
+    if backend == "torch_dist" and ".metadata" not in names:
+        return "torch_dist without torch's .metadata"
+    return ""
+
+
+def _missing(contents: _Contents, run_grids: dict[str, set[tuple[int, ...]]]) -> list[str]:
+    """Files of the rank grid that are absent: every index up to the largest seen in this folder or in
+    any folder of the same layout in the run (a rank that never wrote leaves no name to notice it by)."""
+    missing = []
+    for kind in sorted(contents.grids):
+        if kind == "model_optim_rng":
+            continue  # checked per rank folder below
+        present = contents.grids[kind]
+        seen = present | run_grids.get(kind, set())
+        if kind == "layer_LL-model_TT-model_states.pt":
+            width = max(rank[1] for rank in seen) + 1
+            expected = {(layer, tp) for layer in {rank[0] for rank in seen} for tp in range(width)}
+        else:
+            sizes = [max(rank[axis] for rank in seen) + 1 for axis in range(len(next(iter(seen))))]
+            expected = set(product(*(range(size) for size in sizes)))
+        missing += [_describe_rank(kind, rank) for rank in expected - present]
+    if contents.layout == "torch":
+        for rank in contents.grids["rank folder"] - contents.grids.get("model_optim_rng", set()):
+            missing.append(f"{_rank_folder(rank)}/model_optim_rng.pt")
+    return sorted(set(missing))
+
+
+def _rank_folder(rank: tuple[int, ...]) -> str:
+    return "mp_rank_" + "_".join([f"{rank[0]:02d}", *(f"{index:03d}" for index in rank[1:])])
+
+
+def _describe_rank(kind: str, rank: tuple[int, ...]) -> str:
+    if kind in ("rank folder", "model_optim_rng"):
+        return f"{_rank_folder(rank)}/model_optim_rng.pt"
+    if kind == "mp_rank_TT_model_states.pt":
+        return f"mp_rank_{rank[0]:02d}_model_states.pt"
+    if kind == "layer_LL-model_TT-model_states.pt":
+        return f"layer_{rank[0]:02d}-model_{rank[1]:02d}-model_states.pt"
+    suffix = "model_states" if "model_states" in kind else "optim_states"
+    return f"zero_pp_rank_{rank[0]}_mp_rank_{rank[1]:02d}_{suffix}.pt"
+
+
+# -- verdicts ------------------------------------------------------------------------------------------
+def inspect_checkpoints(checkpoints: Path) -> list[Checkpoint]:
+    """Every checkpoint folder of a run with whether it is complete and why (sorted by iteration)."""
+    found = trackers(checkpoints)
+    tracked = tracked_iteration(checkpoints)
+    folders = [(iteration, path, universal, _contents(path)) for iteration, path, universal in _iteration_folders(checkpoints)]
+    run_grids: dict[str, dict[str, set[tuple[int, ...]]]] = {}
+    for _iteration, _path, _universal, contents in folders:
+        for kind, ranks in contents.grids.items():
+            run_grids.setdefault(contents.layout, {}).setdefault(kind, set()).update(ranks)
+    verdicts = []
+    for iteration, path, universal, contents in folders:
+        if universal:
+            tracker_name = UNIVERSAL_TRACKER
+        elif path.name.startswith("global_step") and MEGATRON_TRACKER not in found:
+            tracker_name = DEEPSPEED_TRACKER
+        else:
+            tracker_name = MEGATRON_TRACKER
+        limit = found.get(UNIVERSAL_TRACKER) if universal else tracked
+        if limit is None:
+            verdict = (False, f"no {tracker_name} tracker yet: no save has finished")
+        elif iteration > limit:
+            verdict = (False, f"above the tracker ({tracker_name} = {limit}): being written or died part-way")
+        elif contents.problem:
+            verdict = (False, contents.problem)
+        else:
+            missing = _missing(contents, run_grids.get(contents.layout, {}))
+            if missing:
+                shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+                verdict = (False, f"missing {shown}")
+            else:
+                verdict = (True, f"complete ({tracker_name} = {limit})")
+        verdicts.append(Checkpoint(iteration, path, contents.layout, *verdict))
+    return verdicts
+
+
+def complete_iterations(checkpoints: Path) -> list[int]:
+    """Sorted iterations with a complete checkpoint (training or universal)."""
+    return sorted({checkpoint.iteration for checkpoint in inspect_checkpoints(checkpoints) if checkpoint.complete})

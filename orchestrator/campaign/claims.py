@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.campaign.checkpoints import DEFAULT_SETTLE_SECS, RunLayout, complete_iterations
+from orchestrator.campaign.checkpoints import RunLayout, inspect_checkpoints
 
 DEFAULT_STALE_SECS = 6 * 3600.0  # longer than any conversion + evaluation of one checkpoint
 CLAIMS_LOCK_TIMEOUT_SECS = 120.0
@@ -67,24 +67,35 @@ def _live_lock(layout: RunLayout, iteration: int, stale_secs: float, now: float)
     return info is not None and not is_stale(info, stale_secs, now)
 
 
-def pending_iterations(
-    run_dir: str | Path,
-    min_iter: int = 0,
-    settle_secs: float = DEFAULT_SETTLE_SECS,
-    stale_secs: float = DEFAULT_STALE_SECS,
-) -> list[int]:
-    """Complete checkpoints at or above `min_iter` that are neither converted nor held by a live claim."""
+def explain_pending(
+    run_dir: str | Path, min_iter: int = 0, stale_secs: float = DEFAULT_STALE_SECS
+) -> list[tuple[int, bool, str]]:
+    """(iteration, pending?, why) for every checkpoint folder of the run, in iteration order."""
     layout = RunLayout(Path(run_dir))
     now = time.time()
-    # Lock before marker: `mark_done` writes the marker before dropping the lock, so a conversion that
-    # ends between the two checks is still seen (as a lock or as a marker), never as pending.
-    return [
-        iteration
-        for iteration in complete_iterations(layout.checkpoints, settle_secs, now)
-        if iteration >= min_iter
-        and not _live_lock(layout, iteration, stale_secs, now)
-        and not layout.done_marker(iteration).exists()
-    ]
+    verdicts: dict[int, tuple[bool, str]] = {}
+    for checkpoint in inspect_checkpoints(layout.checkpoints):
+        iteration = checkpoint.iteration
+        if not checkpoint.complete:
+            if iteration not in verdicts:
+                verdicts[iteration] = (False, f"not complete ({checkpoint.layout}): {checkpoint.reason}")
+            continue
+        # Lock before marker: `mark_done` writes the marker before dropping the lock, so a conversion
+        # that ends between the two checks is still seen (as a lock or as a marker), never as pending.
+        if iteration < min_iter:
+            verdicts[iteration] = (False, f"below --min-iter {min_iter}")
+        elif _live_lock(layout, iteration, stale_secs, now):
+            verdicts[iteration] = (False, f"claimed: {layout.lock_file(iteration)}")
+        elif layout.done_marker(iteration).exists():
+            verdicts[iteration] = (False, f"converted: {layout.done_marker(iteration)}")
+        else:
+            verdicts[iteration] = (True, f"pending: {checkpoint.layout}, {checkpoint.reason}")
+    return [(iteration, *verdicts[iteration]) for iteration in sorted(verdicts)]
+
+
+def pending_iterations(run_dir: str | Path, min_iter: int = 0, stale_secs: float = DEFAULT_STALE_SECS) -> list[int]:
+    """Complete checkpoints at or above `min_iter` that are neither converted nor held by a live claim."""
+    return [iteration for iteration, pending, _why in explain_pending(run_dir, min_iter, stale_secs) if pending]
 
 
 def _create_lock(path: Path, owner_pid: int) -> bool:
@@ -101,7 +112,6 @@ def _create_lock(path: Path, owner_pid: int) -> bool:
 def claim_next(
     run_dir: str | Path,
     min_iter: int = 0,
-    settle_secs: float = DEFAULT_SETTLE_SECS,
     stale_secs: float = DEFAULT_STALE_SECS,
     owner_pid: int | None = None,
 ) -> int | None:
@@ -114,7 +124,7 @@ def claim_next(
     owner_pid = os.getppid() if owner_pid is None else owner_pid
     layout.in_progress.mkdir(parents=True, exist_ok=True)
     with FileLock(str(layout.in_progress / ".claims.lock"), timeout=CLAIMS_LOCK_TIMEOUT_SECS):
-        for iteration in pending_iterations(run_dir, min_iter, settle_secs, stale_secs):
+        for iteration in pending_iterations(run_dir, min_iter, stale_secs):
             lock = layout.lock_file(iteration)
             if lock.exists():  # pending despite a lock: the lock is stale, take it over
                 lock.unlink(missing_ok=True)

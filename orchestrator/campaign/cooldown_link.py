@@ -6,7 +6,9 @@
 
 The cooldown trains with `--load/--save` on its own folder, so it resumes from the link on its first
 start and from its own checkpoints after a restart. A tracker already pointing further (the cooldown
-has saved since) is left alone, so calling this again never rolls a branch back.
+has saved since) is left alone, so calling this again never rolls a branch back. Only a complete checkpoint
+(`campaign.checkpoints`: at or below its tracker, every rank's files present) is ever linked, in any layout
+that module counts. `link_checkpoint` links between any two runs (a CPT stage from the previous stage).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from pathlib import Path
 
 from orchestrator.campaign.checkpoints import (
     DEEPSPEED_TRACKER,
-    DEFAULT_SETTLE_SECS,
     MEGATRON_TRACKER,
-    complete_iterations,
-    list_checkpoint_dirs,
-    tracked_iteration,
+    UNIVERSAL_TRACKER,
+    inspect_checkpoints,
+    trackers,
 )
+
+_UNIVERSAL_SUFFIX = "_universal"
 
 
 def cooldown_dir(logs: str | Path, exp_name: str, cd_scale: str) -> Path:
@@ -49,22 +52,40 @@ def _place_link(source: Path, link: Path) -> None:
     os.replace(temporary, link)  # atomic: a concurrent caller never sees a half-made link
 
 
-def link_cooldown_checkpoint(
-    logs: str, exp_name: str, iteration: int, cd_scale: str, settle_secs: float = DEFAULT_SETTLE_SECS
-) -> bool:
-    """Link pretraining checkpoint `iteration` into the cooldown branch; False when it is not there (yet)."""
-    source_root = Path(logs) / exp_name / "checkpoints"
+def link_checkpoint(source_checkpoints: str | Path, destination_checkpoints: str | Path, iteration: int) -> bool:
+    """Link the complete checkpoint `iteration` of one run into another run's checkpoints folder.
+
+    The destination gets the same kinds of tracker the source has (Megatron's, DeepSpeed's `latest`,
+    `latest_universal` for a universal checkpoint), each pointing at the linked iteration unless it already
+    points further. False (nothing touched) when the checkpoint is missing or not complete.
+    """
+    source_root = Path(source_checkpoints)
     iteration = int(iteration)
-    source = list_checkpoint_dirs(source_root).get(iteration)
-    if source is None or iteration not in complete_iterations(source_root, settle_secs):
+    candidates = [c for c in inspect_checkpoints(source_root) if c.iteration == iteration and c.complete]
+    if not candidates:
         return False
-    destination = cooldown_dir(logs, exp_name, str(cd_scale)) / "checkpoints"
+    destination = Path(destination_checkpoints)
     destination.mkdir(parents=True, exist_ok=True)
-    _place_link(source, destination / source.name)
-    current = tracked_iteration(destination)
-    if current is None or current < iteration:
-        if source.name.startswith("global_step"):
-            _write_atomically(destination / DEEPSPEED_TRACKER, f"global_step{iteration}")
-        else:
-            _write_atomically(destination / MEGATRON_TRACKER, f"{iteration}\n")
+    source_trackers = trackers(source_root)
+    for checkpoint in candidates:
+        _place_link(checkpoint.path, destination / checkpoint.path.name)
+        if _UNIVERSAL_SUFFIX in checkpoint.path.name:
+            _advance_tracker(destination, UNIVERSAL_TRACKER, iteration, checkpoint.path.name)
+            continue
+        if checkpoint.path.name.startswith("global_step"):
+            _advance_tracker(destination, DEEPSPEED_TRACKER, iteration, checkpoint.path.name)
+        if MEGATRON_TRACKER in source_trackers or not checkpoint.path.name.startswith("global_step"):
+            _advance_tracker(destination, MEGATRON_TRACKER, iteration, f"{iteration}\n")
     return True
+
+
+def _advance_tracker(checkpoints: Path, name: str, iteration: int, text: str) -> None:
+    current = trackers(checkpoints).get(name)
+    if current is None or current < iteration:
+        _write_atomically(checkpoints / name, text)
+
+
+def link_cooldown_checkpoint(logs: str, exp_name: str, iteration: int, cd_scale: str) -> bool:
+    """Link pretraining checkpoint `iteration` into the cooldown branch; False when it is not there (yet)."""
+    return link_checkpoint(Path(logs) / exp_name / "checkpoints",
+                           cooldown_dir(logs, exp_name, str(cd_scale)) / "checkpoints", iteration)

@@ -1,6 +1,7 @@
 """`orch ckpt pending|claim|done`: checkpoint bookkeeping for converter jobs and start conditions.
 
     orch ckpt pending RUN_DIR [--min-iter N] [--count]   prints 1/0 (or how many) pending checkpoints
+    orch ckpt pending RUN_DIR --explain                 one line per checkpoint folder: pending or why not
     orch ckpt claim RUN_DIR [--min-iter N]              prints the claimed iteration; exit 1 when none
     orch ckpt done RUN_DIR ITER                         marks ITER converted and releases its claim
     orch ckpt release RUN_DIR ITER                      gives a claim back unconverted (retry later)
@@ -14,7 +15,6 @@ from orchestrator.errors import EXIT_USER_ERROR
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser, with_min_iter: bool = True) -> None:
-    from orchestrator.campaign.checkpoints import DEFAULT_SETTLE_SECS
     from orchestrator.campaign.claims import DEFAULT_STALE_SECS
 
     parser.add_argument(
@@ -24,19 +24,20 @@ def _add_run_arguments(parser: argparse.ArgumentParser, with_min_iter: bool = Tr
         return
     parser.add_argument("--min-iter", type=int, default=0, help="ignore checkpoints below this iteration (default: 0)")
     parser.add_argument(
-        "--settle-secs", type=float, default=DEFAULT_SETTLE_SECS,
-        help="a checkpoint not named by the tracker counts once unchanged this long (default: %(default)s)",
-    )
-    parser.add_argument(
         "--stale-secs", type=float, default=DEFAULT_STALE_SECS,
         help="a claim this old (or whose process is gone) may be taken over (default: %(default)s)",
     )
 
 
 def run_pending(args: argparse.Namespace) -> int:
-    from orchestrator.campaign.claims import pending_iterations
+    from orchestrator.campaign.claims import explain_pending
 
-    pending = pending_iterations(args.run_dir, args.min_iter, args.settle_secs, args.stale_secs)
+    verdicts = explain_pending(args.run_dir, args.min_iter, args.stale_secs)
+    if args.explain:
+        for iteration, _pending, why in verdicts:
+            print(f"{iteration}\t{why}")
+        return 0
+    pending = [iteration for iteration, is_pending, _why in verdicts if is_pending]
     print(len(pending) if args.count else int(bool(pending)))
     return 0
 
@@ -44,7 +45,7 @@ def run_pending(args: argparse.Namespace) -> int:
 def run_claim(args: argparse.Namespace) -> int:
     from orchestrator.campaign.claims import claim_next
 
-    iteration = claim_next(args.run_dir, args.min_iter, args.settle_secs, args.stale_secs, owner_pid=args.owner_pid)
+    iteration = claim_next(args.run_dir, args.min_iter, args.stale_secs, owner_pid=args.owner_pid)
     if iteration is None:
         return 1
     print(iteration)
@@ -75,6 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_run_arguments(pending)
     pending.add_argument("--count", action="store_true", help="print how many instead of 1/0")
+    pending.add_argument("--explain", action="store_true",
+                         help="print ITER<TAB>why for every checkpoint folder: pending, converted, claimed, or not complete and why")
     pending.set_defaults(handler=run_pending)
 
     claim = commands.add_parser(
