@@ -67,7 +67,7 @@ def test_pretrain_cooldown_convert_and_collect(tmp_path, monkeypatch):
     (tmp_path / "c.yaml").write_text(CONFIG)
     monkeypatch.chdir(tmp_path)
     table = collect_results(load_jobs("c.yaml"))
-    losses = {(row["PHASE"], row["iteration"]): row["val_loss"] for row in table.rows}
+    losses = {(row["PHASE"], row["iteration"]): row["log_val_loss"] for row in table.rows}
     assert {key for key in losses if key[0] == "PRETRAIN"} == {("PRETRAIN", i) for i in (50, 100, 150, 200, 250, 300)}
     assert {key for key in losses if key[0] == "COOLDOWN"} == {("COOLDOWN", 250)}
     assert all(2.0 < loss < 6.0 for loss in losses.values())

@@ -99,7 +99,7 @@ def test_fit_from_a_campaign_uses_run_ends_and_the_best_of_the_sweep(campaign: P
     assert "its LR at iteration 400 is 0.01, 100% of the peak" in table.stdout
     assert "N from job parameter N_PARAMS" in table.stdout
     assert "left out: runs/l_0.03/cd400: stopped at iteration 450 of 500" in table.stdout
-    assert "left out: runs/l_0.03: val_loss rose from 3 to 6 (diverged)" in table.stdout
+    assert "left out: runs/l_0.03: eval/val_loss rose from 3 to 6 (diverged)" in table.stdout
     assert re.search(r"fitted E = [\d.]+ against the data's known entropy 1\.3000", table.stdout)
 
 
@@ -195,7 +195,7 @@ def test_fit_reads_what_orch_results_writes_with_its_defaults(campaign: Path) ->
     results = orch("results", "c.yaml", cwd=campaign)
     assert results.returncode == 0, results.stderr
     table = campaign / "c_results.csv"
-    assert "parameters" in table.read_text().splitlines()[0].split(",")
+    assert "eval/parameters" in table.read_text().splitlines()[0].split(",")
     fitted = orch("fit", "c_results.csv", "--json", "--bootstrap", "0", cwd=campaign)
     assert fitted.returncode == 0, fitted.stderr
     # Every evaluated checkpoint of the 6 runs x 8 (the large model's broken cooldown never evaluated its end).

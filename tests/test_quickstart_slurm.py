@@ -43,7 +43,8 @@ def test_quickstart_campaign_on_slurm(slurm_cluster, slurm_job_prefix, tmp_path,
     monkeypatch.chdir(tmp_path)
     jobs = load_jobs(CONFIG, fixes=[fix_exp[1]])
     table = collect_results(jobs)
-    loss = {(row["EXP"], row["PHASE_TAG"], row["iteration"]): row["val_loss"] for row in table.rows}
+    loss = {(row["EXP"], row["PHASE_TAG"], row["iteration"]): row["eval/val_loss"] for row in table.rows
+            if row.get("eval/val_loss") is not None}
     experiments = {exp for exp, _, _ in loss}
     assert len(experiments) == 6
     for exp in experiments:

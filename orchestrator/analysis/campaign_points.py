@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.analysis.points import Points
-from orchestrator.campaign.results import ResultKeys, group_runs, run_rows
+from orchestrator.campaign.results import ResultKeys, default_loss_column, group_runs, run_rows
 from orchestrator.errors import UserError
 from orchestrator.jobs import Job
 from orchestrator.planning.lr_check import schedule_from_params
 
 DEFAULT_PARAMS_KEYS = ("N_PARAMS",)
-PARAMS_RESULT = "parameters"
+PARAMS_RESULT = "eval/parameters"
 ANNEALED_BELOW = 0.5  # a run end counts as annealed when its LR is at most this fraction of the peak
 NOT_ANNEALED = "not annealed"
 
@@ -60,11 +60,12 @@ class CampaignPoints:
     merged: int = 0
     """Points dropped because a run with the same size and tokens reached a lower loss."""
     which: str = "ends"
+    loss_col: str = ""
 
     def describe(self) -> list[str]:
         """Lines saying where the points came from and what was left out (one line for all un-annealed ends)."""
         kind = "every evaluated checkpoint" if self.which == "all" else "one per finished, annealed run end"
-        lines = [f"points: {kind}, N from {self.params_source}"
+        lines = [f"points: {kind}, L from {self.loss_col}, N from {self.params_source}"
                  + (f"; {self.merged} dropped for a lower loss at the same size and tokens" if self.merged else "")]
         unannealed = [reason for reason in self.left_out if reason.endswith(NOT_ANNEALED)]
         lines += [f"left out: {reason}" for reason in self.left_out if reason not in unannealed]
@@ -83,7 +84,7 @@ def _number(value: Any) -> float | None:
 
 
 def campaign_points(jobs: Sequence[Job], keys: ResultKeys = ResultKeys(), params_key: str | None = None,
-                    loss_col: str = "val_loss", which: str = "ends", best_of_sweep: bool = True,
+                    loss_col: str | None = None, which: str = "ends", best_of_sweep: bool = True,
                     keep_unannealed: bool = False) -> CampaignPoints:
     runs = group_runs(jobs, keys.run_dir)
     key = params_key or next((k for k in DEFAULT_PARAMS_KEYS if any(k in run.params for run in runs)), None)
@@ -91,8 +92,11 @@ def campaign_points(jobs: Sequence[Job], keys: ResultKeys = ResultKeys(), params
         raise UserError(f"--params-key {params_key}: no job has that parameter")
     candidates: list[tuple[float, float, float, str]] = []
     left_out: list[str] = []
-    for run in sorted(runs, key=lambda r: str(r.run_dir)):
-        rows = [row for row in run_rows(run, keys) if row.get("tokens")]
+    runs = sorted(runs, key=lambda r: str(r.run_dir))
+    rows_of = {run.run_dir: [row for row in run_rows(run, keys) if row.get("tokens")] for run in runs}
+    loss_col = loss_col or default_loss_column([row for rows in rows_of.values() for row in rows])
+    for run in runs:
+        rows = rows_of[run.run_dir]
         if not rows:
             left_out.append(f"{run.run_dir}: no evaluated checkpoint")
             continue
@@ -135,4 +139,4 @@ def campaign_points(jobs: Sequence[Job], keys: ResultKeys = ResultKeys(), params
     points = Points([c[0] for c in candidates], [c[1] for c in candidates], [c[2] for c in candidates],
                     lines=list(range(1, len(candidates) + 1)), skipped=0)
     source = f"job parameter {key}" if key else f"the evaluator's '{PARAMS_RESULT}' result"
-    return CampaignPoints(points, [c[3] for c in candidates], left_out, source, merged, which)
+    return CampaignPoints(points, [c[3] for c in candidates], left_out, source, merged, which, loss_col)

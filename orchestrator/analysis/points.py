@@ -23,7 +23,23 @@ class Points:
 
 # Where N is when no column is named: a column called params, the evaluator's `parameters` metric in
 # what `orch results` writes, or a campaign's N_PARAMS key.
-PARAMS_COLUMNS = ("params", "parameters", "N_PARAMS")
+PARAMS_COLUMNS = ("params", "eval/parameters", "parameters", "N_PARAMS")
+
+
+def csv_loss_column(path: str | Path) -> str:
+    """The loss column `orch fit` reads from a CSV when none is named: as `default_loss_column` for what
+    `orch results` writes, else a plain `val_loss` column (a CSV of the user's own)."""
+    from orchestrator.campaign.results import LOG_VAL_LOSS, default_loss_column
+
+    try:
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows = [{k: (v or None) for k, v in row.items()} for row in reader]
+            columns = reader.fieldnames or []
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror or error}") from None
+    chosen = default_loss_column(rows)
+    return chosen if chosen in columns or LOG_VAL_LOSS in columns else "val_loss"
 
 
 def read_points(path: str | Path, params_col: str | None, tokens_col: str, loss_col: str) -> Points:

@@ -99,12 +99,13 @@ def jobs_section(jobs: Sequence[Job], store) -> str:
 
 
 def curves_section(jobs: Sequence[Job]) -> str:
-    from orchestrator.campaign.results import collect_results, plot_validation_loss
+    from orchestrator.campaign.results import collect_results, default_loss_column, plot_validation_loss
 
     table = collect_results(jobs)
-    evaluated = sum(1 for row in table.rows if row.get("val_loss") is not None)
-    figure = _figure(lambda target: plot_validation_loss(table, target), "validation loss per model size")
-    return (f"<h2>Loss curves</h2><p class=\"note\">{evaluated} evaluated checkpoints; pretrain runs solid, "
+    column = default_loss_column(table.rows)
+    evaluated = sum(1 for row in table.rows if row.get(column) is not None)
+    figure = _figure(lambda target: plot_validation_loss(table, target, loss_column=column), f"{column} per model size")
+    return (f"<h2>Loss curves</h2><p class=\"note\">{evaluated} checkpoints with {_e(column)}; pretrain runs solid, "
             f"cooldown branches dashed.</p>{figure}")
 
 

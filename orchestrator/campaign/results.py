@@ -1,13 +1,22 @@
-"""Collect a campaign's evaluation results and validation losses into one table.
+"""Collect a campaign's evaluation results and training-log losses into one table.
 
 Each job's run folder is its `RUN_DIR` parameter (`ResultKeys.run_dir`); the TRAIN and CONVERT_EVAL jobs
 of one run share it, so results are grouped per run folder and keyed by the parameters all of that run's
-jobs agree on. Per run and iteration a row holds:
+jobs agree on. Per run and iteration a row holds, each column naming where its number comes from:
 
-- `val_loss`: from the run's job logs (Megatron's `validation loss at iteration N | lm loss value: X`),
-  or a numeric top-level `val_loss` in results.json;
-- every numeric metric of `eval_results/iter_<N>/results.json` (lm-evaluation-harness layout
-  `{"results": {task: {"acc,none": ...}}}` -> column `task/acc`);
+- `log_val_loss` / `log_test_loss`: the training log's `validation loss at iteration N ...` lines
+  (Megatron-LM @d98e8a64 `training.py: evaluate_and_print_results` prints `lm loss value: X`, and after
+  training `... at iteration N on validation set` / `on test set`; argonne-lcf/Megatron-DeepSpeed
+  @ffa3456d prints `lm loss value=X` and `... from validation set` / `from test set`). Several validation
+  sets (`validation-NAME loss at ...`) give `log_val_loss-NAME`.
+- `<task>/<metric>` (`<task>/<metric>,<filter>` for a filter other than `none`): lm-evaluation-harness's
+  metrics, i.e. the numbers under `results` and `groups` whose key is `metric,filter`. Run metadata
+  (`date`, `sample_len`, `eot_token_id`, ...) is never a column. lm-eval writes `results_<date>.json`
+  under `--output_path DIR/<model_name_sanitized>/`, or `<stem>_<date>.json` beside an output path
+  ending in `.json` (lm_eval 0.4 `loggers/evaluation_tracker.py`): every such file anywhere under
+  `eval_results/iter_<N>/` is read, and per task the newest (by the date in its name) wins.
+- `eval/<name>`: a flat evaluator's `eval_results/iter_<N>/results.json` (the tinylm example's
+  `{"val_loss": ..., "perplexity": ...}`): its numeric top-level keys, e.g. `eval/val_loss`.
 - `tokens` = iteration x the `TOKENS_PER_STEP` parameter, when the jobs have it.
 """
 
@@ -25,11 +34,18 @@ from typing import Any, BinaryIO
 from orchestrator.errors import UserError
 from orchestrator.jobs import SPECIAL_KEYS, Job
 
-_VALIDATION_LINE = re.compile(
-    r"validation loss at iteration (\d+)\b.*?lm loss value: ([-+0-9.eE]+|nan|inf)", re.IGNORECASE
+_LOG_LOSS_LINE = re.compile(
+    r"validation(?P<suffix>-\S+)? loss at iteration (?P<iteration>\d+)(?P<where>[^|]*)\|"
+    r".*?lm loss value[:=]\s*(?P<value>[-+]?(?:[0-9.]+(?:[eE][-+]?\d+)?|nan|inf))",
+    re.IGNORECASE,
 )
 _RESULTS_DIR = re.compile(r"iter_0*(\d+)\Z")
-FIXED_COLUMNS = ("iteration", "tokens", "val_loss")
+_LM_EVAL_DATE = re.compile(r"_(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d+)?)\.json\Z")
+FLAT_EVALUATOR_FILE = "results.json"
+LOG_VAL_LOSS = "log_val_loss"
+LOG_TEST_LOSS = "log_test_loss"
+EVAL_VAL_LOSS = "eval/val_loss"
+FIXED_COLUMNS = ("iteration", "tokens", LOG_VAL_LOSS, LOG_TEST_LOSS)
 
 
 @dataclass(frozen=True)
@@ -54,6 +70,8 @@ class ResultTable:
     param_columns: list[str]
     metric_columns: list[str]
     rows: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Choices made while reading (which of several results files was used), for the user to see."""
 
     @property
     def columns(self) -> list[str]:
@@ -79,15 +97,19 @@ def group_runs(jobs: Sequence[Job], run_dir_key: str) -> list[Run]:
     return runs
 
 
-def read_validation_losses(log: Path) -> dict[int, float]:
-    """Iteration -> validation loss from a Megatron-style log; a missing log gives nothing."""
-    losses: dict[int, float] = {}
+def read_log_losses(log: Path) -> dict[int, dict[str, float]]:
+    """Iteration -> {log_val_loss | log_test_loss | log_val_loss-NAME: value} from a Megatron-style log."""
+    losses: dict[int, dict[str, float]] = {}
     try:
         with open(log, encoding="utf-8", errors="replace") as handle:
             for line in handle:
-                match = _VALIDATION_LINE.search(line)
-                if match:
-                    losses[int(match.group(1))] = float(match.group(2))
+                match = _LOG_LOSS_LINE.search(line)
+                if not match:
+                    continue
+                column = LOG_TEST_LOSS if "test set" in match["where"].lower() else LOG_VAL_LOSS
+                if match["suffix"]:
+                    column += match["suffix"]
+                losses.setdefault(int(match["iteration"]), {})[column] = float(match["value"])
     except OSError:
         pass
     return losses
@@ -99,39 +121,95 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def flatten_metrics(data: Mapping[str, Any]) -> dict[str, float]:
-    """Numeric metrics of one results.json: lm-eval's `results` section and numeric top-level keys."""
-    metrics: dict[str, float] = {}
-    for key, value in data.items():
-        number = _number(value)
-        if number is not None:
-            metrics[key] = number
-    sections = data.get("results")
-    if isinstance(sections, Mapping):
-        for task, values in sections.items():
+def lm_eval_metrics(data: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Task -> {column: value} of one lm-eval results file: numbers under `results` and `groups` keyed `metric,filter`."""
+    tasks: dict[str, dict[str, float]] = {}
+    for section in ("results", "groups"):
+        entries = data.get(section)
+        if not isinstance(entries, Mapping):
+            continue
+        for task, values in entries.items():
             if not isinstance(values, Mapping):
                 continue
             for name, value in values.items():
                 number = _number(value)
-                if number is not None:
-                    metrics[f"{task}/{name.removesuffix(',none')}"] = number
+                if number is None or "," not in name:
+                    continue  # sample_len, alias, sample_count: run metadata, not metrics
+                metric, _, filter_name = name.partition(",")
+                column = f"{task}/{metric}" if filter_name == "none" else f"{task}/{metric},{filter_name}"
+                tasks.setdefault(str(task), {})[column] = number
+    return tasks
+
+
+def flat_evaluator_metrics(data: Mapping[str, Any]) -> dict[str, float]:
+    """`eval/<key>` for the numeric top-level keys of a flat evaluator's results.json (iteration excluded)."""
+    return {f"eval/{key}": number for key, value in data.items()
+            if key != "iteration" and (number := _number(value)) is not None}
+
+
+def _newest_first_key(path: Path) -> tuple[str, float]:
+    """lm-eval's date in the file name (an ISO time, so text order is time order), then the mtime."""
+    match = _LM_EVAL_DATE.search(path.name)
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        mtime = 0.0
+    return (match.group(1) if match else "", mtime)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: unreadable results file: {error}") from None
+
+
+def read_iteration_results(folder: Path, notes: list[str] | None = None) -> dict[str, float]:
+    """Every metric found under one `eval_results/iter_<N>/` folder (see the module docstring)."""
+    metrics: dict[str, float] = {}
+    lm_eval_files = []
+    for path in folder.rglob("*.json"):
+        data = _read_json(path)
+        if not isinstance(data, Mapping):
+            continue
+        if isinstance(data.get("results"), Mapping):
+            lm_eval_files.append((path, data))
+        elif path.name == FLAT_EVALUATOR_FILE and path.parent == folder:
+            metrics.update(flat_evaluator_metrics(data))
+    lm_eval_files.sort(key=lambda item: _newest_first_key(item[0]))
+    chosen: dict[str, Path] = {}
+    for path, data in lm_eval_files:  # oldest first: a newer file's task replaces an older one's
+        for task, values in lm_eval_metrics(data).items():
+            if task in chosen:
+                for column in [c for c in metrics if c.startswith(f"{task}/")]:
+                    del metrics[column]
+            metrics.update(values)
+            chosen[task] = path
+    if notes is not None and len(lm_eval_files) > 1:
+        used = sorted({str(path.relative_to(folder)) for path in chosen.values()})
+        notes.append(f"{folder}: {len(lm_eval_files)} lm-eval results files; newest per task used: {', '.join(used)}")
     return metrics
 
 
-def read_eval_results(run_dir: Path) -> dict[int, dict[str, float]]:
-    """Iteration -> metrics for every `eval_results/iter_<N>/results.json` of a run."""
+def read_eval_results(run_dir: Path, notes: list[str] | None = None) -> dict[int, dict[str, float]]:
+    """Iteration -> metrics for every `eval_results/iter_<N>/` folder of a run."""
     found: dict[int, dict[str, float]] = {}
-    for path in sorted((run_dir / "eval_results").glob("iter_*/results.json")):
-        match = _RESULTS_DIR.match(path.parent.name)
-        if not match:
-            continue
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            raise UserError(f"{path}: unreadable results file: {error}") from None
-        if isinstance(data, Mapping):
-            found[int(match.group(1))] = flatten_metrics(data)
+    root = run_dir / "eval_results"
+    if not root.is_dir():
+        return found
+    for folder in sorted(root.iterdir()):
+        match = _RESULTS_DIR.match(folder.name)
+        if match and folder.is_dir():
+            metrics = read_iteration_results(folder, notes)
+            if metrics:
+                found[int(match.group(1))] = metrics
     return found
+
+
+def default_loss_column(rows: Sequence[Mapping[str, Any]]) -> str:
+    """What `orch fit` and the plots use unless told: the evaluator's held-out loss where the campaign has
+    one (every checkpoint, cooldown ends included), else the training log's validation loss. Never a mix."""
+    return EVAL_VAL_LOSS if any(row.get(EVAL_VAL_LOSS) is not None for row in rows) else LOG_VAL_LOSS
 
 
 def _describing_columns(runs: Sequence[Run], keys: ResultKeys) -> list[str]:
@@ -158,21 +236,19 @@ def _tokens(run: Run, iteration: int, key: str) -> int | None:
         return None
 
 
-def run_rows(run: Run, keys: ResultKeys = ResultKeys()) -> list[dict[str, Any]]:
-    """One run's rows, one per evaluated or validated iteration: iteration, tokens, val_loss and metrics."""
-    evaluations = read_eval_results(run.run_dir)
-    losses: dict[int, float] = {}
+def run_rows(run: Run, keys: ResultKeys = ResultKeys(), notes: list[str] | None = None) -> list[dict[str, Any]]:
+    """One run's rows, one per evaluated or validated iteration: iteration, tokens, log losses and metrics."""
+    evaluations = read_eval_results(run.run_dir, notes)
+    losses: dict[int, dict[str, float]] = {}
     for log in run.logs:
-        losses.update(read_validation_losses(log))
+        for iteration, values in read_log_losses(log).items():
+            losses.setdefault(iteration, {}).update(values)
     rows = []
     for iteration in sorted(set(evaluations) | set(losses)):
-        metrics = dict(evaluations.get(iteration, {}))
-        val_loss = losses.get(iteration, metrics.pop("val_loss", None))
-        metrics.pop("val_loss", None)
-        # A metric named like a fixed column (an evaluator's own `tokens` count) must not overwrite it.
-        metrics = {(f"eval/{name}" if name in FIXED_COLUMNS else name): value for name, value in metrics.items()}
+        logged = losses.get(iteration, {})
         rows.append({"iteration": iteration, "tokens": _tokens(run, iteration, keys.tokens_per_step),
-                     "val_loss": val_loss, **metrics})
+                     LOG_VAL_LOSS: logged.get(LOG_VAL_LOSS), LOG_TEST_LOSS: logged.get(LOG_TEST_LOSS),
+                     **{k: v for k, v in logged.items() if k not in FIXED_COLUMNS}, **evaluations.get(iteration, {})})
     return rows
 
 
@@ -181,11 +257,12 @@ def collect_results(jobs: Sequence[Job], keys: ResultKeys = ResultKeys()) -> Res
     param_columns = _describing_columns(runs, keys)
     metric_columns: dict[str, None] = {}
     rows: list[dict[str, Any]] = []
+    notes: list[str] = []
     for run in runs:
-        for found in run_rows(run, keys):
+        for found in run_rows(run, keys, notes):
             metric_columns.update(dict.fromkeys(key for key in found if key not in FIXED_COLUMNS))
             rows.append({**{key: run.params.get(key) for key in param_columns}, **found})
-    return ResultTable(param_columns, list(metric_columns), rows)
+    return ResultTable(param_columns, list(metric_columns), rows, notes)
 
 
 def write_csv(table: ResultTable, path: str | Path) -> None:
@@ -200,11 +277,12 @@ def write_csv(table: ResultTable, path: str | Path) -> None:
     temporary.replace(path)
 
 
-def plot_validation_loss(table: ResultTable, path: str | Path | BinaryIO, keys: ResultKeys = ResultKeys()) -> int:
-    """Validation loss against training tokens, one colour per model size, pretrain solid / cooldown dashed.
-
-    Returns the number of curves drawn (0: nothing to plot, no file written).
+def plot_validation_loss(table: ResultTable, path: str | Path | BinaryIO, keys: ResultKeys = ResultKeys(),
+                         loss_column: str | None = None) -> int:
+    """A loss column (default: `default_loss_column`) against training tokens, one colour per model size,
+    pretrain solid / cooldown dashed. Returns the number of curves drawn (0: nothing to plot, no file written).
     """
+    loss_column = loss_column or default_loss_column(table.rows)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -213,7 +291,7 @@ def plot_validation_loss(table: ResultTable, path: str | Path | BinaryIO, keys: 
     curves: dict[tuple[Any, ...], list[tuple[float, float]]] = {}
     use_tokens = any(row.get("tokens") is not None for row in table.rows)
     for row in table.rows:
-        loss = row.get("val_loss")
+        loss = row.get(loss_column)
         if loss is None or not math.isfinite(loss):
             continue
         x = row["tokens"] if use_tokens else row["iteration"]
@@ -244,7 +322,7 @@ def plot_validation_loss(table: ResultTable, path: str | Path | BinaryIO, keys: 
     axes.plot([], [], color="grey", linestyle="-", label="pretrain")
     axes.plot([], [], color="grey", linestyle="--", label="cooldown")
     axes.set_xlabel("training tokens" if use_tokens else "iteration")
-    axes.set_ylabel("validation loss")
+    axes.set_ylabel(loss_column)
     axes.set_xscale("log")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small")

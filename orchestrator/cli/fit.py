@@ -28,10 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                               "compute-optimal N, D")
     add_job_selection_arguments(parser)
     parser.add_argument("--params-col", default=None,
-                        help="CSV: column with the parameter count N (default: the first of params, parameters, "
-                             "N_PARAMS; `orch results` writes the evaluator's `parameters`)")
+                        help="CSV: column with the parameter count N (default: the first of params, eval/parameters, "
+                             "parameters, N_PARAMS; `orch results` writes the evaluator's `eval/parameters`)")
     parser.add_argument("--tokens-col", default="tokens", help="CSV: column with the training tokens D (default: tokens)")
-    parser.add_argument("--loss-col", default="val_loss", help="column with the loss L (default: val_loss)")
+    parser.add_argument("--loss-col", default=None,
+                        help="column with the loss L (default: eval/val_loss, the evaluator's held-out loss, when "
+                             "the results have it, else log_val_loss, the training log's validation loss)")
     parser.add_argument("--params-key", metavar="KEY",
                         help="campaign: job parameter holding N (default: N_PARAMS if the jobs have it, else the "
                              "evaluator's 'parameters' result)")
@@ -59,12 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def load_points(args: argparse.Namespace):
     """(points, a label per point, lines about where they came from) from the CSV or the campaign."""
     from orchestrator.analysis.campaign_points import campaign_points
-    from orchestrator.analysis.points import read_points
+    from orchestrator.analysis.points import csv_loss_column, read_points
 
     if args.config.endswith(".csv"):
         if args.filters or args.fixes or args.typed_fixes:
             raise UserError("KEY=VALUE filters and -f/-F apply to a campaign config, not to a CSV")
-        points = read_points(args.config, args.params_col, args.tokens_col, args.loss_col)
+        points = read_points(args.config, args.params_col, args.tokens_col, args.loss_col or csv_loss_column(args.config))
         about = [f"{points.skipped} rows without values skipped"] if points.skipped else []
         return points, [f"{args.config} line {line}" for line in points.lines], about
     found = campaign_points(selected_jobs(args), params_key=args.params_key, loss_col=args.loss_col,

@@ -6,6 +6,7 @@ Run folders come from each job's `RUN_DIR` parameter (`--run-dir-key`); see orch
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("results", help="collect eval results and validation losses of a campaign")
     add_job_selection_arguments(parser)
     parser.add_argument("--csv", metavar="PATH", help="CSV to write (default: <config name>_results.csv)")
-    parser.add_argument("--plot", metavar="PNG", help="plot validation loss against training tokens per model size")
+    parser.add_argument("--plot", metavar="PNG", help="plot the loss (eval/val_loss where the campaign has an evaluator's,"
+                        " else log_val_loss) against training tokens per model size")
     parser.add_argument(
         "--run-dir-key", default="RUN_DIR", help="parameter holding a job's run folder (default: %(default)s)"
     )
@@ -50,13 +52,15 @@ def _cell(value: object) -> str:
 
 
 def _print_table(table: ResultTable, max_rows: int, params: list[str] | None) -> None:
+    from orchestrator.campaign.results import FIXED_COLUMNS
     from rich.console import Console
     from rich.table import Table
 
     # Console columns: parameters, iteration/tokens/loss, and the main metrics (stderr columns only in the CSV).
     metrics = [column for column in table.metric_columns if "stderr" not in column][:8]
     shown_params = [key for key in params if key in table.param_columns] if params else table.param_columns
-    columns = [*shown_params, "iteration", "tokens", "val_loss", *metrics]
+    logged = [column for column in FIXED_COLUMNS[2:] if any(row.get(column) is not None for row in table.rows)]
+    columns = [*shown_params, "iteration", "tokens", *logged, *metrics]
     view = Table(show_lines=False, header_style="bold")
     for column in columns:
         view.add_column(column, overflow="fold")
@@ -77,6 +81,8 @@ def run_results(args: argparse.Namespace) -> int:
         require_matplotlib()
     keys = ResultKeys(args.run_dir_key, args.tokens_key, args.size_key, args.phase_key)
     table = collect_results(selected_jobs(args), keys)
+    for note in table.notes:
+        print(f"note: {note}", file=sys.stderr)
     csv_path = args.csv or f"{Path(args.config).stem}_results.csv"
     write_csv(table, csv_path)
     if table.rows:
@@ -87,5 +93,5 @@ def run_results(args: argparse.Namespace) -> int:
         if curves:
             print(f"plotted {curves} curve(s) to {args.plot}")
         else:
-            print("no validation losses to plot; no figure written")
+            print("no losses to plot; no figure written")
     return 0
