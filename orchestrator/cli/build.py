@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from orchestrator.cli.check import add_check_arguments, check_rendered
 from orchestrator.cli.common import add_job_selection_arguments, selected_jobs
 from orchestrator.errors import UserError
 
@@ -13,22 +14,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("build", help="validate the grid and write every sbatch script")
     add_job_selection_arguments(parser)
     parser.add_argument("--dry", action="store_true", help="print the job names only, write nothing")
+    add_check_arguments(parser)
     parser.set_defaults(handler=run_build)
 
 
 def build_campaign(args: argparse.Namespace) -> int:
     """Build the selected jobs' scripts and report; shared with `orch build-and-run`."""
     from orchestrator.render.generated import write_generated_files
-    from orchestrator.render.write import build_scripts, script_path_clashes
+    from orchestrator.render.write import build_scripts, render_all, script_path_clashes
 
     jobs = selected_jobs(args)
     clashes = script_path_clashes(jobs)
     if clashes:
         raise UserError(f"several jobs write the same script: {clashes[0]}; put {{name}} in `sbatch_script`")
+    rendered = render_all(jobs)  # a bad template or a failed check stops the build before any file is written
+    check_rendered(args, rendered)
     generated = write_generated_files(jobs)  # e.g. each job's blended data list, at its DATA_MIX_FILE
     if generated:
         print(f"{generated} generated file(s) written (data mixtures)")
-    result = build_scripts(jobs)
+    result = build_scripts(jobs, rendered)
     from orchestrator.state.builds import record_build
 
     record_build(result.digests)  # what `orch plan --diff` compares with

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from orchestrator.cli.check import add_check_arguments, check_rendered
 from orchestrator.cli.common import add_job_selection_arguments, selected_jobs
 from orchestrator.errors import UserError
 from orchestrator.jobs import Job
@@ -26,11 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser("run", help="submit the campaign's jobs and watch them until all are done")
     add_job_selection_arguments(run)
     add_run_arguments(run)
+    add_check_arguments(run)
     run.set_defaults(handler=handle_run)
 
     build_and_run = subparsers.add_parser("build-and-run", help="`orch build`, then `orch run`")
     add_job_selection_arguments(build_and_run)
     add_run_arguments(build_and_run)
+    add_check_arguments(build_and_run)
     build_and_run.set_defaults(handler=handle_build_and_run)
 
 
@@ -92,6 +95,7 @@ def handle_build_and_run(args: argparse.Namespace) -> int:
         code = build_campaign(args)
         if code:
             return code
+        args.no_check = True  # the build just checked these very scripts
     return handle_run(args)
 
 
@@ -122,6 +126,8 @@ def handle_run(args: argparse.Namespace) -> int:
     if missing:
         raise UserError(f"{len(missing)} sbatch script(s) not built, first {missing[0]}: "
                         f"run `orch build {args.config}` first, or use `orch build-and-run`")
+    if not args.no_check:  # what will be submitted: the scripts as built
+        check_rendered(args, [(job, Path(job.sbatch_script).read_text(errors="replace")) for job in jobs])
 
     from orchestrator.accounting.provenance import campaign_provenance
     from orchestrator.monitor.loop import Monitor, MonitorOptions, default_poll_secs

@@ -64,3 +64,10 @@ def write_generated_files(jobs: Sequence[Job]) -> int:
     for path, write in planned:
         write(path)
     return len(planned)
+
+
+def generated_paths(jobs: Sequence[Job]) -> set[str]:
+    """The (normalised) paths of every file `orch build` generates for these jobs."""
+    import os
+
+    return {os.path.normpath(generated.path(job.params, job.sbatch_script)) for job in jobs for generated in _wanted(job)}

@@ -71,9 +71,10 @@ def _make_parent_dirs(paths: Iterable[str]) -> None:
             made.add(parent)
 
 
-def build_scripts(jobs: Sequence[Job]) -> BuildResult:
-    """Render all jobs, then write each script whose content changed (paths relative to the cwd)."""
-    rendered = render_all(jobs)
+def build_scripts(jobs: Sequence[Job], rendered: Sequence[tuple[Job, str]] | None = None) -> BuildResult:
+    """Render all jobs (unless given their rendering), then write each script whose content changed (paths
+    relative to the cwd)."""
+    rendered = render_all(jobs) if rendered is None else rendered
     warnings = job_name_warnings(rendered)
     # Like AutoExperiment: create the script's directory and the output file's directory.
     _make_parent_dirs(job.sbatch_script for job in jobs)
