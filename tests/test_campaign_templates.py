@@ -248,8 +248,9 @@ def test_convert_eval_script_converts_every_checkpoint_once_then_stops(tmp_path)
     for iteration in (200, 300):
         staged = (run_dir / "converted_hf" / f"iter_{iteration}" / "staged.txt").read_text().split()
         assert staged == [f"iter_{iteration:07d}", "latest_checkpointed_iteration.txt", str(iteration)]
-        results = json.loads((run_dir / "eval_results" / f"iter_{iteration}" / "results.json").read_text())
-        assert results["results"]["hellaswag"]["acc,none"] == 0.31
+    from orchestrator.campaign.results import read_eval_results
+
+    assert read_eval_results(run_dir) == {200: {"hellaswag/acc": 0.31}, 300: {"hellaswag/acc": 0.31}}
     assert list((run_dir / "in_progress_checkpoints").glob("iter_*.lock")) == []
 
 

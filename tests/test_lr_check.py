@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,13 @@ def test_shipped_campaigns_pass_the_check_with_every_cooldown_on_its_pretrain_cu
         assert job.parent is not None and job.parent.phase == "pretrain"
         assert job.parent.params["lr"] == job.schedule.params["lr"]
         assert job.decay_start == job.schedule.resume_step and job.warnings == []
+
+
+def test_shipped_cooldowns_campaign_flags_the_s_over_t_mistake() -> None:
+    result = subprocess.run([sys.executable, "-m", "orchestrator", "lr", "check", "configs/cooldowns.yaml"],
+                            capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("cd_good ") and lines[1].endswith("  ok")
+    assert lines[2].startswith("cd_bad ") and lines[2].endswith("FLAGGED")
+    assert "lr_constant_plus_cooldown_frac = 0.8 (the S/T mistake), use (T-S)/T = 0.2" in result.stdout

@@ -227,7 +227,7 @@ def test_convert_and_evaluate_write_complete_outputs(tmp_path):
     config = json.loads((tmp_path / "converted_10" / "config.json").read_text())
     assert config["model_type"] == "tinylm" and config["hidden_size"] == 64 and config["iteration"] == 10
     assert config["vocab_size"] == 32
-    assert results["iteration"] == 10 and results["tokens"] == 256 * 128
+    assert results["iteration"] == 10 and results["run"]["tokens"] == 256 * 128
     assert results["perplexity"] == pytest.approx(math.exp(results["val_loss"]))
     assert results["true_entropy"] == pytest.approx(MarkovGrammar(GrammarSpec()).entropy_rate())
     assert results["true_entropy"] < results["val_loss"] < math.log(32) + 0.5

@@ -3,8 +3,9 @@
     python examples/tinylm/evaluate.py --model RUN/converted/iter_0000400 --out RUN/results/iter_0000400.json
 
 The held-out text comes from a stream no training or validation batch uses (fixed --seed, default 0), so
-results of different runs are comparable. JSON (written atomically):
-    {"iteration", "val_loss" (nats/token), "perplexity", "true_entropy", "tokens", "parameters", ...}
+results of different runs are comparable. JSON (written atomically): the measurements at the top level,
+what was measured under "run" (a mapping, so `orch results` does not take it for metrics):
+    {"iteration", "val_loss" (nats/token), "perplexity", "true_entropy", "parameters", "run": {"tokens", ...}}
 """
 
 from __future__ import annotations
@@ -34,13 +35,15 @@ def evaluate(model_dir: Path, seed: int = 0, num_samples: int = 256, seq_length:
         "val_loss": value,
         "perplexity": math.exp(value),
         "true_entropy": grammar.entropy_rate(),
-        "tokens": num_samples * seq_length,
-        "hidden_size": model.hidden_size,
         "parameters": int(sum(array.size for array in weights.values())),  # N of a scaling-law fit
-        "num_layers": model.num_layers,
-        "consumed_samples": config.get("consumed_samples"),
-        "seed": seed,
-        "model": str(model_dir),
+        "run": {
+            "tokens": num_samples * seq_length,  # held-out tokens evaluated
+            "hidden_size": model.hidden_size,
+            "num_layers": model.num_layers,
+            "consumed_samples": config.get("consumed_samples"),
+            "seed": seed,
+            "model": str(model_dir),
+        },
     }
 
 
