@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomically(args.out, results)
     print(f"iteration {results['iteration']}: val_loss {results['val_loss']:.4f} nats/token, perplexity "
           f"{results['perplexity']:.3f}, true entropy {results['true_entropy']:.4f} "
-          f"({results['tokens']} tokens) -> {args.out}", flush=True)
+          f"({results['run']['tokens']} tokens) -> {args.out}", flush=True)
     return 0
 
 
