@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ORCH := $(VENV)/bin/orch
 
-.PHONY: install demo test test-unit slurm-up slurm-down browser bench clean
+.PHONY: install demo demo-cpt test test-unit slurm-up slurm-down browser bench clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,13 @@ demo: install
 		--budget 1e12 --budget 1e13 --plot runs/quickstart/fit.png
 	$(ORCH) report configs/quickstart.yaml -o runs/quickstart/report.html \
 		--irreducible $$($(PY) examples/tinylm/grammar.py --entropy)
+
+# Continual pre-training on tinylm (docs/cpt.md): pretrain + 3 stages x 4 mixes, every checkpoint evaluated on
+# every dataset; the table and the forgetting / learning plot.
+demo-cpt: install
+	$(ORCH) build-and-run configs/cpt_quickstart.yaml --scheduler local --max-jobs 4 --poll-secs 2
+	$(ORCH) results configs/cpt_quickstart.yaml --params RUN --size-key MIX \
+		--plot-columns eval/loss_d0,eval/loss_new --plot runs/cpt_quickstart/forgetting.png
 
 slurm-up:
 	bash scripts/slurm-test-cluster.sh start

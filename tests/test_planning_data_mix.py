@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,8 @@ from orchestrator.planning.data_mix import (
     format_mixture,
     parse_mix_arguments,
     read_data_list,
+    JobMixture,
+    job_mixture_inputs,
     write_job_mixture,
 )
 
@@ -100,34 +104,102 @@ def test_orch_data_mix_writes_out(lists: tuple[Path, Path], tmp_path: Path, caps
     assert "nope.txt: cannot read data file list" in capsys.readouterr().err
 
 
+def _mixture(sources: dict, mix: dict, **params) -> JobMixture:
+    return job_mixture_inputs("j", {"data_sources": sources, "data_mix": mix, **params})
+
+
 def test_write_job_mixture(lists: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     web, papers = lists
     sources = {"web": str(web), "papers": str(papers), "unused": str(tmp_path / "never-read.txt")}
     out = tmp_path / "job" / "mix.txt"
-    write_job_mixture(sources, {"web": 0.8, "papers": 0.2}, out)
+    write_job_mixture(_mixture(sources, {"web": 0.8, "papers": "0.2"}), out)  # "{VAR}" weights arrive as text
     # web 0.8*(0.25, 0.75) = 0.2, 0.6; papers 0.2.
     assert [line.split()[0] for line in out.read_text().splitlines()] == ["0.200000", "0.600000", "0.200000"]
     assert capsys.readouterr().err == ""
 
 
-def test_write_job_mixture_normalises_with_a_warning(lists: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_weights_must_sum_to_one_beyond_rounding(lists: tuple[Path, Path]) -> None:
     web, papers = lists
-    out = tmp_path / "mix.txt"
-    write_job_mixture({"web": str(web), "papers": str(papers)}, {"web": 3, "papers": 1}, out)
-    assert "data_mix weights sum to 4, not 1" in capsys.readouterr().err
-    assert [line.split()[0] for line in out.read_text().splitlines()] == ["0.187500", "0.562500", "0.250000"]
+    sources = {"web": str(web), "papers": str(papers)}
+    with pytest.raises(UserError, match=r"job j: data_mix weights sum to 4, not 1 \(web=3, papers=1\)"):
+        _mixture(sources, {"web": 3, "papers": 1})
+    assert _mixture(sources, {"web": 0.333333, "papers": 0.666667}).weights["web"] == 0.333333
 
 
 def test_write_job_mixture_bad_config(lists: tuple[Path, Path], tmp_path: Path) -> None:
     web, _ = lists
-    out = tmp_path / "mix.txt"
     with pytest.raises(UserError, match=r"data_mix\.code: no such source in data_sources \(known: web\)"):
-        write_job_mixture({"web": str(web)}, {"web": 0.5, "code": 0.5}, out)
+        _mixture({"web": str(web)}, {"web": 0.5, "code": 0.5})
     with pytest.raises(UserError, match=r"data_mix\.web: weight must be a number, got 'half'"):
-        write_job_mixture({"web": str(web)}, {"web": "half"}, out)
+        _mixture({"web": str(web)}, {"web": "half"})
     with pytest.raises(UserError, match=r"data_mix\.web: weight must be a non-negative number"):
-        write_job_mixture({"web": str(web)}, {"web": -1}, out)
-    assert not out.exists()
+        _mixture({"web": str(web)}, {"web": -1})
+
+
+@pytest.fixture
+def stages(tmp_path: Path) -> dict[str, str]:
+    """D0..D3, one list each with one prefix (stage k's data is the k-th source after D0)."""
+    sources = {}
+    for index in range(4):
+        path = tmp_path / f"d{index}.txt"
+        path.write_text(f"1 /data/d{index}_text_document d{index}\n")
+        sources[f"D{index}"] = str(path)
+    return sources
+
+
+def test_buffer_is_the_union_of_earlier_stages(stages: dict[str, str], tmp_path: Path) -> None:
+    mixture = _mixture(stages, {"D0": 0.05, "D3": 0.48, "BUFFER": 0.47}, data_stage=3)  # Mix B at stage 3
+    assert mixture.buffer == ("D1", "D2")
+    out = tmp_path / "mix.txt"
+    write_job_mixture(mixture, out)
+    assert out.read_text() == ("0.050000 /data/d0_text_document d0\n0.480000 /data/d3_text_document d3\n"
+                               "0.235000 /data/d1_text_document d1\n0.235000 /data/d2_text_document d2\n")
+    named = _mixture(stages, {"D0": 0.33, "D2": 0.33, "BUFFER": 0.34}, data_stage="2", data_buffer=["D1"])
+    assert named.buffer == ("D1",)
+
+
+@pytest.mark.parametrize(("mix", "params", "message"), [
+    ({"D0": 0.5, "BUFFER": 0.5}, {"data_stage": 2, "data_buffer": ["D1", "D3"]}, "data_buffer: D3 is stage 3, not a stage before 2"),
+    ({"D0": 0.5, "D3": 0.5}, {"data_stage": 2}, "data_mix.D3: data of stage 3 in a stage-2 job"),
+    ({"D1": 0.5, "BUFFER": 0.5}, {"data_stage": 1}, "data_mix.BUFFER: stage 1 has no earlier stage to fill its buffer"),
+    ({"D1": 0.5, "BUFFER": 0.5}, {}, "data_mix.BUFFER: a buffer needs the job's data_stage"),
+    ({"D0": 0.5, "D1": 0.5}, {"data_stage": "two"}, "data_stage: must be a stage number"),
+    ({"D0": 0.5, "BUFFER": 0.5}, {"data_stage": 2, "data_buffer": ["D9"]}, "data_buffer: 'D9' is not in data_sources"),
+])
+def test_bad_stage_mixes_are_refused(stages: dict[str, str], mix: dict, params: dict, message: str) -> None:
+    with pytest.raises(UserError, match=re.escape(f"job j: {message}")):
+        _mixture(stages, mix, **params)
+
+
+def test_mixes_as_named_options_with_expr_weights(stages: dict[str, str], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.sbatch").write_text("#!/bin/bash\n#SBATCH --job-name={name}\nDATA_FILE_LIST={DATA_MIX_FILE} bash train.sh\n")
+    (tmp_path / "c.yaml").write_text(textwrap.dedent(f"""\
+        name: s{{STAGE}}_{{MIX}}
+        template: t.sbatch
+        sbatch_script: scripts/{{name}}.sbatch
+        output_file: logs/{{name}}.out
+        cmd: sbatch {{sbatch_script}}
+        REPLAY: 0.05
+        STAGE: [1, 2]
+        data_stage: "{{STAGE}}"
+        data_sources: {{D0: {stages['D0']}, D1: {stages['D1']}, D2: {stages['D2']}}}
+        MIX:
+          - naive: {{data_mix: {{"D{{STAGE}}": 1.0}}}}
+          - replay: {{data_mix: {{D0: "{{REPLAY}}", "D{{STAGE}}": "expr(1 - {{REPLAY}})"}}}}
+          - mixA: {{data_mix: {{D0: 0.33, "D{{STAGE}}": 0.33, BUFFER: 0.34}}}}
+        """))
+    assert orch_main(["build", "c.yaml", "STAGE=2"]) == 0
+    lines = {name: (tmp_path / "scripts" / f"s2_{name}.data_mix.txt").read_text().splitlines()
+             for name in ("naive", "replay", "mixA")}
+    assert lines["naive"] == ["1.000000 /data/d2_text_document d2"]
+    assert lines["replay"] == ["0.050000 /data/d0_text_document d0", "0.950000 /data/d2_text_document d2"]
+    assert lines["mixA"] == ["0.330000 /data/d0_text_document d0", "0.330000 /data/d2_text_document d2",
+                             "0.340000 /data/d1_text_document d1"]
+    # Mix A at stage 1 has no buffer to fill: refused in one line, nothing written
+    assert orch_main(["build", "c.yaml", "STAGE=1"]) == 2
+    assert not list((tmp_path / "scripts").glob("s1_*"))
 
 
 CONFIG = """\

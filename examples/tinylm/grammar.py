@@ -31,6 +31,10 @@ class GrammarSpec:
     branching: int = 4  # successors per context that carry most of the mass
     noise: float = 0.02  # mass spread over the whole vocabulary: keeps the chain ergodic
     seed: int = 1234
+    # A shifted distribution (continual pre-training): this share of the contexts get new successors and
+    # weights, drawn from `shift_seed`; 0 is the base grammar, 1 a new grammar over the same vocabulary.
+    shift: float = 0.0
+    shift_seed: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -48,6 +52,8 @@ class MarkovGrammar:
             raise ValueError(f"invalid grammar spec {spec}")
         if not 0.0 < spec.noise < 1.0:
             raise ValueError("grammar noise must be in (0, 1) so the chain is ergodic")
+        if not 0.0 <= spec.shift <= 1.0:
+            raise ValueError("grammar shift must be in [0, 1]")
         self.spec = spec
         vocab, contexts = spec.vocab_size, spec.vocab_size ** spec.order
         rng = np.random.default_rng(spec.seed)
@@ -55,6 +61,13 @@ class MarkovGrammar:
         for row in range(contexts):
             successors = rng.choice(vocab, size=spec.branching, replace=False)
             sparse[row, successors] = rng.dirichlet(np.ones(spec.branching))
+        if spec.shift > 0:
+            shifted = np.random.default_rng([spec.shift_seed, spec.seed])
+            rows = shifted.choice(contexts, size=int(round(spec.shift * contexts)), replace=False)
+            for row in rows:
+                sparse[row] = 0.0
+                sparse[row, shifted.choice(vocab, size=spec.branching, replace=False)] = shifted.dirichlet(
+                    np.ones(spec.branching))
         probs = (1.0 - spec.noise) * sparse + spec.noise / vocab
         self.probs = probs.reshape((vocab,) * spec.order + (vocab,))
         self._cumulative = np.cumsum(probs, axis=1)
@@ -115,9 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grammar-seed", type=int, default=GrammarSpec.seed)
     parser.add_argument("--length", type=int, default=24)
     parser.add_argument("--entropy", action="store_true", help="print only the entropy rate (nats/token)")
+    parser.add_argument("--shift", type=float, default=0.0, help="share of contexts redrawn (a shifted dataset)")
+    parser.add_argument("--shift-seed", type=int, default=0)
+    parser.add_argument("--write-dataset", metavar="PREFIX",
+                        help="write PREFIX.json, a dataset that data-file lists name by PREFIX, and exit")
     args = parser.parse_args(argv)
-    grammar = MarkovGrammar(GrammarSpec(vocab_size=args.vocab_size, seed=args.grammar_seed))
+    spec = GrammarSpec(vocab_size=args.vocab_size, seed=args.grammar_seed, shift=args.shift, shift_seed=args.shift_seed)
+    grammar = MarkovGrammar(spec)
     rate = grammar.entropy_rate()
+    if args.write_dataset:
+        from data import write_dataset
+
+        path = write_dataset(args.write_dataset, spec)
+        print(f"{path}: true entropy {rate:.6f} nats/token")
+        return 0
     if args.entropy:
         print(f"{rate:.6f}")
         return 0

@@ -29,7 +29,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 import checkpointing  # noqa: E402
-from grammar import TRAIN_STREAM, VALID_STREAM, GrammarSpec, MarkovGrammar, stream_rng  # noqa: E402
+from data import DataMixture  # noqa: E402
+from grammar import TRAIN_STREAM, VALID_STREAM, GrammarSpec, stream_rng  # noqa: E402
 from model import AdamW, ModelConfig, clip_grad_norm, init_params, loss, loss_and_grads  # noqa: E402
 from schedule import DECAY_STYLES, WSD_DECAY_STYLES, LRSchedule  # noqa: E402
 
@@ -44,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--context-size", type=int, default=2, help="previous tokens the model sees")
     model.add_argument("--vocab-size", type=int, default=GrammarSpec.vocab_size)
     model.add_argument("--grammar-seed", type=int, default=GrammarSpec.seed)
+    model.add_argument("--data-file-list", type=Path, default=None,
+                       help="train on a weighted mixture of datasets (lines 'weight PREFIX corpus', PREFIX.json "
+                            "written by grammar.py --write-dataset) instead of the grammar of --grammar-seed")
     model.add_argument("--seq-length", type=int, default=64, help="predicted tokens per sample")
     model.add_argument("--micro-batch-size", type=int, default=16)
     model.add_argument("--global-batch-size", type=int, default=None, help="default: micro batch size")
@@ -116,7 +120,14 @@ class TermHandler:
 class Run:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.grammar = MarkovGrammar(GrammarSpec(vocab_size=args.vocab_size, seed=args.grammar_seed))
+        if args.data_file_list is not None:
+            self.data = DataMixture.from_list(args.data_file_list)
+            if self.data.vocab_size != args.vocab_size:
+                raise ValueError(f"{args.data_file_list}: datasets of vocabulary {self.data.vocab_size}, "
+                                 f"--vocab-size is {args.vocab_size}")
+        else:
+            self.data = DataMixture.single(GrammarSpec(vocab_size=args.vocab_size, seed=args.grammar_seed))
+        self.grammar = self.data.grammars[0]
         self.config = ModelConfig(vocab_size=args.vocab_size, hidden_size=args.hidden_size,
                                   num_layers=args.num_layers, context=args.context_size)
         self.batch = args.global_batch_size or args.micro_batch_size
@@ -128,7 +139,7 @@ class Run:
         self.consumed_samples = 0
         self.last_saved: int | None = None
         valid_rng = stream_rng(VALID_STREAM, 0)  # fixed across seeds and runs: losses are comparable
-        self.valid_tokens = self.grammar.sample(valid_rng, args.eval_iters * self.batch,
+        self.valid_tokens = self.data.sample(valid_rng, args.eval_iters * self.batch,
                                                 args.seq_length + args.context_size)
 
     def _schedule_from_args(self) -> LRSchedule:
@@ -149,7 +160,9 @@ class Run:
         if meta["model"] != self.config.as_dict():
             raise Stop(f"checkpoint {root} holds model {meta['model']}, the arguments ask for "
                        f"{self.config.as_dict()}")
-        if meta["grammar"] != self.grammar.spec.__dict__:
+        # Continual pre-training changes the data on purpose; a plain run must resume on its own grammar.
+        plain = self.args.data_file_list is None and not meta.get("data")
+        if plain and meta["grammar"] != self.grammar.spec.__dict__:
             raise Stop(f"checkpoint {root} was trained on grammar {meta['grammar']}, the arguments ask for "
                        f"{self.grammar.spec.__dict__}")
         for name in self.params:
@@ -196,6 +209,7 @@ class Run:
             "scheduler": self.schedule.as_dict() | {"num_steps": self.iteration},
             "model": self.config.as_dict(),
             "grammar": self.grammar.spec.__dict__,
+            "data": self.data.describe() if self.args.data_file_list is not None else None,
             "rng": {"seed": self.seed, "data": "numpy default_rng([stream, seed, iteration]) per batch"},
             "args": {key: str(value) if isinstance(value, Path) else value
                      for key, value in vars(self.args).items()},
@@ -217,7 +231,7 @@ class Run:
     def train_step(self) -> tuple[float, float, float]:
         self.iteration += 1
         rng = stream_rng(TRAIN_STREAM, self.seed, self.iteration)
-        tokens = self.grammar.sample(rng, self.batch, self.args.seq_length + self.config.context)
+        tokens = self.data.sample(rng, self.batch, self.args.seq_length + self.config.context)
         value, grads = loss_and_grads(self.params, self.config, tokens)
         grad_norm = clip_grad_norm(grads, self.args.clip_grad)
         lr = self.schedule.lr_at(self.iteration)
@@ -270,14 +284,15 @@ class Run:
         return 0
 
 
-def print_arguments(args: argparse.Namespace, grammar: MarkovGrammar) -> None:
+def print_arguments(args: argparse.Namespace, data: DataMixture) -> None:
     log("------------------------ arguments ------------------------")
     for key, value in sorted(vars(args).items()):
         log(f"  {key} {'.' * max(1, 48 - len(key))} {value}")
     log("-------------------- end of arguments ---------------------")
-    spec = grammar.spec
-    log(f" > tinylm grammar: order-{spec.order} Markov chain, vocab {spec.vocab_size}, seed {spec.seed}, "
-        f"true entropy {grammar.entropy_rate():.6f} nats/token")
+    for weight, name, grammar in zip(data.weights, data.names, data.grammars):
+        spec = grammar.spec
+        log(f" > tinylm grammar {name} (weight {weight:.6f}): order-{spec.order} Markov chain, vocab {spec.vocab_size},"
+            f" seed {spec.seed}, shift {spec.shift:g}, true entropy {grammar.entropy_rate():.6f} nats/token")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         run = Run(args)
     except ValueError as exc:  # schedule or grammar arguments that do not fit together
         parser.error(str(exc))
-    print_arguments(args, run.grammar)
+    print_arguments(args, run.data)
     try:
         if args.load:
             run.load(args.load)

@@ -279,56 +279,62 @@ def write_csv(table: ResultTable, path: str | Path) -> None:
 
 def plot_validation_loss(table: ResultTable, path: str | Path | BinaryIO, keys: ResultKeys = ResultKeys(),
                          loss_column: str | None = None) -> int:
-    """A loss column (default: `default_loss_column`) against training tokens, one colour per model size,
-    pretrain solid / cooldown dashed. Returns the number of curves drawn (0: nothing to plot, no file written).
-    """
-    loss_column = loss_column or default_loss_column(table.rows)
+    """A loss column (default: `default_loss_column`) against training tokens; see `plot_columns`."""
+    return plot_columns(table, path, [loss_column or default_loss_column(table.rows)], keys)
+
+
+def plot_columns(table: ResultTable, path: str | Path | BinaryIO, columns: Sequence[str],
+                 keys: ResultKeys = ResultKeys()) -> int:
+    """One panel per column against training tokens, one line per run, one colour per value of the size key
+    (`MODEL_SIZE`; e.g. `MIX` for a CPT campaign), pretrain solid / cooldown dashed.
+    Returns the number of curves drawn (0: nothing to plot, no file written)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves: dict[tuple[Any, ...], list[tuple[float, float]]] = {}
     use_tokens = any(row.get("tokens") is not None for row in table.rows)
-    for row in table.rows:
-        loss = row.get(loss_column)
-        if loss is None or not math.isfinite(loss):
-            continue
-        x = row["tokens"] if use_tokens else row["iteration"]
-        if x is None:
-            continue
-        run_key = tuple(row.get(key) for key in table.param_columns)
-        curves.setdefault(run_key, []).append((float(x), float(loss)))
-    if not curves:
+    panels: list[dict[tuple[Any, ...], list[tuple[float, float]]]] = []
+    for column in columns:
+        curves: dict[tuple[Any, ...], list[tuple[float, float]]] = {}
+        for row in table.rows:
+            value = row.get(column)
+            x = row["tokens"] if use_tokens else row["iteration"]
+            if value is None or x is None or not math.isfinite(value):
+                continue
+            curves.setdefault(tuple(row.get(key) for key in table.param_columns), []).append((float(x), float(value)))
+        panels.append(curves)
+    if not any(panels):
         return 0
     sizes = list(dict.fromkeys(row.get(keys.model_size) for row in table.rows))
     colours = plt.get_cmap("viridis")
     size_position = table.param_columns.index(keys.model_size) if keys.model_size in table.param_columns else None
     phase_position = table.param_columns.index(keys.phase) if keys.phase in table.param_columns else None
-    figure, axes = plt.subplots(figsize=(8, 5))
-    labelled: set[Any] = set()
-    for run_key, points in curves.items():
-        points.sort()
-        size = run_key[size_position] if size_position is not None else None
-        phase = str(run_key[phase_position]) if phase_position is not None else ""
-        colour = colours(sizes.index(size) / max(1, len(sizes) - 1)) if size in sizes else "black"
-        cooldown = phase.upper().startswith("COOL")
-        label = None
-        if size not in labelled:  # one legend entry per model size
-            labelled.add(size)
-            label = f"{keys.model_size}={size}" if size is not None else "runs"
-        style = "--" if cooldown else "-"
-        axes.plot(*zip(*points), color=colour, linestyle=style, marker="o", markersize=3, alpha=0.8, label=label)
-    axes.plot([], [], color="grey", linestyle="-", label="pretrain")
-    axes.plot([], [], color="grey", linestyle="--", label="cooldown")
-    axes.set_xlabel("training tokens" if use_tokens else "iteration")
-    axes.set_ylabel(loss_column)
-    axes.set_xscale("log")
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize="small")
+    figure, all_axes = plt.subplots(1, len(columns), figsize=(8 * len(columns), 5), squeeze=False)
+    for axes, column, curves in zip(all_axes[0], columns, panels):
+        labelled: set[Any] = set()
+        for run_key, points in curves.items():
+            points.sort()
+            size = run_key[size_position] if size_position is not None else None
+            phase = str(run_key[phase_position]) if phase_position is not None else ""
+            colour = colours(sizes.index(size) / max(1, len(sizes) - 1)) if size in sizes else "black"
+            label = None
+            if size not in labelled:  # one legend entry per model size
+                labelled.add(size)
+                label = f"{keys.model_size}={size}" if size is not None else "runs"
+            style = "--" if phase.upper().startswith("COOL") else "-"
+            axes.plot(*zip(*points), color=colour, linestyle=style, marker="o", markersize=3, alpha=0.8, label=label)
+        if phase_position is not None and any(str(k[phase_position]).upper().startswith("COOL") for k in curves):
+            axes.plot([], [], color="grey", linestyle="-", label="pretrain")
+            axes.plot([], [], color="grey", linestyle="--", label="cooldown")
+        axes.set_xlabel("training tokens" if use_tokens else "iteration")
+        axes.set_ylabel(column)
+        axes.set_xscale("log")
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize="small")
     figure.tight_layout()
     if isinstance(path, (str, Path)):  # else a file object (the report draws into memory)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120, format="png")
     plt.close(figure)
-    return len(curves)
+    return sum(len(curves) for curves in panels)

@@ -5,6 +5,8 @@
     orch ckpt claim RUN_DIR [--min-iter N]              prints the claimed iteration; exit 1 when none
     orch ckpt done RUN_DIR ITER                         marks ITER converted and releases its claim
     orch ckpt release RUN_DIR ITER                      gives a claim back unconverted (retry later)
+    orch ckpt link FROM_RUN_DIR RUN_DIR ITER            1 once FROM's complete checkpoint ITER is linked into
+                                                        RUN_DIR/checkpoints (a start condition), else 0
 """
 
 from __future__ import annotations
@@ -66,6 +68,16 @@ def run_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_link(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from orchestrator.campaign.cooldown_link import link_checkpoint
+
+    linked = link_checkpoint(Path(args.source) / "checkpoints", Path(args.run_dir) / "checkpoints", args.iteration)
+    print(1 if linked else 0)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("ckpt", help="checkpoints: pending conversions, claims, done markers")
     commands = parser.add_subparsers(dest="ckpt_command", metavar="SUBCOMMAND")
@@ -94,6 +106,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_run_arguments(done, with_min_iter=False)
     done.add_argument("iteration", metavar="ITER", type=int)
     done.set_defaults(handler=run_done)
+
+    link = commands.add_parser(
+        "link", help="start a run from another run's checkpoint: print 1 once FROM's complete ITER is linked, else 0",
+        description="Links FROM_RUN_DIR/checkpoints/<ITER> into RUN_DIR/checkpoints with the trackers its trainer "
+                    "reads, once that checkpoint is complete (every layout `orch ckpt` counts). Linking again is "
+                    "harmless and never rolls RUN_DIR back. Use it as a start condition: "
+                    "start_condition_cmd: orch ckpt link {PREV_RUN_DIR} {RUN_DIR} {INIT_ITER}",
+    )
+    link.add_argument("source", metavar="FROM_RUN_DIR", help="the run whose checkpoint to start from")
+    link.add_argument("run_dir", metavar="RUN_DIR", help="the run that starts from it")
+    link.add_argument("iteration", metavar="ITER", type=int)
+    link.set_defaults(handler=run_link)
 
     release = commands.add_parser("release", help="release the claim on ITER without marking it converted")
     _add_run_arguments(release, with_min_iter=False)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orchestrator.errors import UserError
 from orchestrator.cli.common import add_job_selection_arguments, require_matplotlib, selected_jobs
 
 if TYPE_CHECKING:
@@ -24,6 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--csv", metavar="PATH", help="CSV to write (default: <config name>_results.csv)")
     parser.add_argument("--plot", metavar="PNG", help="plot the loss (eval/val_loss where the campaign has an evaluator's,"
                         " else log_val_loss) against training tokens per model size")
+    parser.add_argument(
+        "--plot-columns", metavar="COL,COL", type=lambda text: [c for c in text.split(",") if c],
+        help="with --plot: one panel per column instead of the loss, e.g. eval/loss_d0,eval/loss_new "
+             "(forgetting and learning of a CPT campaign)")
     parser.add_argument(
         "--run-dir-key", default="RUN_DIR", help="parameter holding a job's run folder (default: %(default)s)"
     )
@@ -75,7 +80,7 @@ def _print_table(table: ResultTable, max_rows: int, params: list[str] | None) ->
 
 
 def run_results(args: argparse.Namespace) -> int:
-    from orchestrator.campaign.results import ResultKeys, collect_results, plot_validation_loss, write_csv
+    from orchestrator.campaign.results import ResultKeys, collect_results, plot_columns, plot_validation_loss, write_csv
 
     if args.plot:
         require_matplotlib()
@@ -89,7 +94,13 @@ def run_results(args: argparse.Namespace) -> int:
         _print_table(table, args.max_rows, args.params)
     print(f"{len(table.rows)} result row(s) written to {csv_path}")
     if args.plot:
-        curves = plot_validation_loss(table, args.plot, keys)
+        if args.plot_columns:
+            unknown = [c for c in args.plot_columns if c not in table.columns]
+            if unknown:
+                raise UserError(f"--plot-columns: no column {unknown[0]!r} (columns: {', '.join(table.columns)})")
+            curves = plot_columns(table, args.plot, args.plot_columns, keys)
+        else:
+            curves = plot_validation_loss(table, args.plot, keys)
         if curves:
             print(f"plotted {curves} curve(s) to {args.plot}")
         else:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config.grid import expand_grid
+from orchestrator.config.grid import ATOMIC_KEYS, expand_grid
 from orchestrator.config.interpolation import resolve_interpolations
 from orchestrator.config.jobs_from_params import check_unique_names, job_from_params
 from orchestrator.config.resolve import ResolutionError, Resolver, autoexperiment_fixed_point
@@ -67,6 +67,9 @@ def _expand_config(config: Mapping[str, Any], source: str, text: str) -> list[Jo
         raw = dict(params) if escapes else params
         try:
             resolver.resolve(params, signature)  # also the checks: undefined names, cycles, bad expr()
+            for key in ATOMIC_KEYS & params.keys():
+                if isinstance(params[key], (dict, list)):
+                    resolver.resolve_nested(params, key)
         except ResolutionError as error:
             label = _job_label(params, index)
             raise UserError(f"{line_of_key(source, text, error.key)}: job {label}, key {error.key!r}: {error}") from None

@@ -16,6 +16,7 @@ from typing import Any
 
 import simpleeval
 
+from orchestrator.planning.cooldown_cmds import COOLDOWN_EXPR_FUNCTIONS
 from orchestrator.planning.flops import FLOPS_EXPR_FUNCTIONS
 
 EXPR_PREFIX = "expr("
@@ -63,6 +64,7 @@ EXPR_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "isclose": math.isclose,
 }
 EXPR_FUNCTIONS.update(FLOPS_EXPR_FUNCTIONS)  # model_params, flops_per_token, tokens_per_step, ...
+EXPR_FUNCTIONS.update(COOLDOWN_EXPR_FUNCTIONS)  # cooldown_frac
 
 EXPR_NAMES: dict[str, Any] = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan}
 

@@ -8,7 +8,7 @@
 - nesting at any depth. A path of keys k1 → k2 → ... → kn → v sets params[k_i] = k_{i+1} and
   params[kn] = v, exactly as AutoExperiment does.
 
-Keys in `ATOMIC_KEYS` keep their mapping value whole (data mixtures are a value, not a grid).
+Keys in `ATOMIC_KEYS` keep their mapping (or list) value whole (data mixtures are a value, not a grid).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from orchestrator.errors import UserError
 
-ATOMIC_KEYS: frozenset[str] = frozenset({"data_sources", "data_mix"})
+ATOMIC_KEYS: frozenset[str] = frozenset({"data_sources", "data_mix", "data_buffer"})
 SCALAR_TYPES = (str, int, float, bool, type(None))
 
 # A path is the tuple of (key, value) assignments it makes; a fragment is the paths of one branch.
@@ -72,7 +72,7 @@ def _expand_mapping(node: dict[Any, Any], where: str) -> list[Fragment]:
     for key, value in node.items():
         key = str(key)
         path = f"{where}.{key}" if where else key
-        if key in ATOMIC_KEYS and isinstance(value, dict):
+        if key in ATOMIC_KEYS and isinstance(value, (dict, list)):
             axes.append([(((key, value),),)])
             continue
         axes.append([_prefixed(key, fragment) for fragment in _expand_node(value, path)])
@@ -111,7 +111,7 @@ def expand_grid(config: Mapping[str, Any]) -> Iterator[tuple[tuple[int, ...], di
     axes: list[list[tuple[tuple[str, Any], ...]]] = []
     for key, value in config.items():
         key = str(key)
-        if key in ATOMIC_KEYS and isinstance(value, dict):
+        if key in ATOMIC_KEYS and isinstance(value, (dict, list)):
             axes.append([((key, value),)])
             continue
         # Flatten each top-level branch once; the (large) product then only concatenates tuples.

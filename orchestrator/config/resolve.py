@@ -164,6 +164,24 @@ class Resolver:
                 params[step.key] = step.raw
             return self._resolve_all(params)
 
+    def resolve_nested(self, params: dict[str, Any], key: str) -> None:
+        """Resolve the strings inside a value kept whole (a mapping or list of `ATOMIC_KEYS`), keys included,
+        against the job's already resolved parameters; `expr()` works there too."""
+
+        def resolve(where: str, value: Any) -> Any:
+            if type(value) is str:
+                scratch = dict(params)
+                scratch[where] = value
+                return self._resolve_key(where, scratch, set(params) - {where}, [])
+            if isinstance(value, dict):
+                return {resolve(f"{where}.{k}", k) if type(k) is str else k: resolve(f"{where}.{k}", v)
+                        for k, v in value.items()}
+            if isinstance(value, list):
+                return [resolve(f"{where}[{index}]", item) for index, item in enumerate(value)]
+            return value
+
+        params[key] = resolve(key, params[key])
+
     @staticmethod
     def _run_plan(plan: list[Any], params: dict[str, Any]) -> dict[str, Any]:
         for key, raw, bound_format, dependency_values, may_be_expr in plan:

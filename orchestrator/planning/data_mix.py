@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,6 @@ from orchestrator.errors import UserError
 from orchestrator.planning import write_atomically
 
 WEIGHT_DECIMALS = 6
-SUM_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -97,43 +95,112 @@ def format_mixture(entries: Sequence[DataFile]) -> str:
     return "".join(f"{entry.weight:.{WEIGHT_DECIMALS}f} {entry.prefix} {entry.corpus}\n" for entry in entries)
 
 
-def write_job_mixture(
-    data_sources: Mapping[str, str],
-    data_mix: Mapping[str, float],
-    out_path: str | os.PathLike[str],
-) -> None:
-    """Write the blended list of a job whose config has `data_sources` (name -> list file) and
-    `data_mix` (name -> weight). Weights should sum to 1; otherwise they are normalised with a
-    warning on stderr. Sources without a weight in `data_mix` are not used."""
-    check_job_mixture(data_sources, data_mix)
-    inputs = [(float(weight), data_sources[name]) for name, weight in data_mix.items()]
-    total = sum(weight for weight, _ in inputs)
-    if total > 0 and abs(total - 1) > SUM_TOLERANCE:
-        print(f"orch: warning: data_mix weights sum to {total:g}, not 1; normalising them", file=sys.stderr)
-    write_atomically(out_path, format_mixture(blend_files(inputs)))
+@dataclass(frozen=True)
+class JobMixture:
+    """A job's mixture: `data_sources` (name -> list file, in stage order: the first is D_0, the k-th after
+    it the data of stage k), `data_mix` (name -> weight, summing to 1), the job's `data_stage` and the
+    sources of its buffer `BUFFER` (by default every stage before the job's, D_0 excluded)."""
+
+    sources: Mapping[str, str]
+    weights: Mapping[str, float]
+    stage: int | None
+    buffer: tuple[str, ...]
+
+    def inputs(self) -> list[tuple[float, str]]:
+        """(global weight, list file) per list to blend; the buffer's weight is shared equally by its lists."""
+        inputs = []
+        for name, weight in self.weights.items():
+            if name == BUFFER_SOURCE:
+                inputs += [(weight / len(self.buffer), self.sources[member]) for member in self.buffer]
+            else:
+                inputs.append((weight, self.sources[name]))
+        return [(weight, path) for weight, path in inputs if weight > 0]
+
+
+def write_job_mixture(mixture: JobMixture, out_path: str | os.PathLike[str]) -> None:
+    """Write the blended list of a job (see `JobMixture`); `check_job_mixture` has vetted it."""
+    write_atomically(out_path, format_mixture(blend_files(mixture.inputs())))
 
 
 DATA_MIX_VARIABLE = "DATA_MIX_FILE"  # the template variable naming a job's blended list (see render.generated)
+BUFFER_SOURCE = "BUFFER"  # the data_mix name of a stage's buffer: the union of earlier stages' lists
+DATA_STAGE_KEY = "data_stage"
+DATA_BUFFER_KEY = "data_buffer"
+MIX_SUM_TOLERANCE = 1e-6  # weights written with a few decimals (0.33/0.33/0.34) are fine, 0.9 is not
 
 
-def job_mixture_inputs(name: str, params: Mapping[str, Any]) -> tuple[Mapping[str, str], Mapping[str, float]]:
-    """A job's `data_sources` and `data_mix` mappings, or a one-line error naming the job."""
+def _weight(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise UserError(f"data_mix.{name}: weight must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise UserError(f"data_mix.{name}: weight must be a number, got {value!r}") from None
+    return _parse_weight(repr(number), f"data_mix.{name}", "weight")
+
+
+def job_mixture_inputs(name: str, params: Mapping[str, Any]) -> JobMixture:
+    """A job's mixture from its parameters, every rule checked; a one-line error naming the job and key."""
     sources, mix = params.get("data_sources"), params.get("data_mix")
     if not isinstance(mix, Mapping):
         raise UserError(f"job {name}: data_mix must be a mapping source name -> weight, got {mix!r}")
     if not isinstance(sources, Mapping):
         raise UserError(f"job {name}: data_mix needs data_sources, a mapping source name -> data file list")
-    return sources, mix
+    try:
+        return _job_mixture(sources, mix, params)
+    except UserError as error:
+        raise UserError(f"job {name}: {error}") from None
 
 
-def check_job_mixture(data_sources: Mapping[str, str], data_mix: Mapping[str, float]) -> None:
-    unknown = sorted(set(data_mix) - set(data_sources))
+def _job_mixture(sources: Mapping[str, str], mix: Mapping[str, Any], params: Mapping[str, Any]) -> JobMixture:
+    known = list(sources)
+    unknown = [source for source in mix if source not in sources and source != BUFFER_SOURCE]
     if unknown:
-        raise UserError(
-            f"data_mix.{unknown[0]}: no such source in data_sources (known: {', '.join(sorted(data_sources)) or 'none'})"
-        )
-    for name, weight in data_mix.items():
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-            raise UserError(f"data_mix.{name}: weight must be a number, got {weight!r}")
-        _parse_weight(str(weight), f"data_mix.{name}", "weight")
-        read_data_list(data_sources[name])
+        raise UserError(f"data_mix.{unknown[0]}: no such source in data_sources (known: {', '.join(sorted(known)) or 'none'})")
+    weights = {str(source): _weight(str(source), value) for source, value in mix.items()}
+    total = sum(weights.values())
+    if abs(total - 1.0) > MIX_SUM_TOLERANCE:
+        raise UserError(f"data_mix weights sum to {total:g}, not 1 ({', '.join(f'{k}={v:g}' for k, v in weights.items())})")
+    stage = _stage(params)
+    buffer: tuple[str, ...] = ()
+    if stage is not None:
+        for source in weights:
+            if source != BUFFER_SOURCE and known.index(source) > stage:
+                raise UserError(f"data_mix.{source}: data of stage {known.index(source)} in a stage-{stage} job")
+        buffer = _buffer(params.get(DATA_BUFFER_KEY), known, stage)
+    if weights.get(BUFFER_SOURCE, 0) > 0:
+        if stage is None:
+            raise UserError(f"data_mix.{BUFFER_SOURCE}: a buffer needs the job's {DATA_STAGE_KEY}")
+        if not buffer:
+            raise UserError(f"data_mix.{BUFFER_SOURCE}: stage {stage} has no earlier stage to fill its buffer")
+    elif params.get(DATA_BUFFER_KEY) is not None and stage is None:
+        raise UserError(f"{DATA_BUFFER_KEY}: needs the job's {DATA_STAGE_KEY}")
+    for source in {*weights, *buffer} - {BUFFER_SOURCE}:
+        read_data_list(sources[source])
+    return JobMixture(sources, weights, stage, buffer)
+
+
+def _stage(params: Mapping[str, Any]) -> int | None:
+    value = params.get(DATA_STAGE_KEY)
+    if value is None:
+        return None
+    try:
+        stage = int(str(value))
+    except ValueError:
+        raise UserError(f"{DATA_STAGE_KEY}: must be a stage number (0 = D_0), got {value!r}") from None
+    if stage < 0:
+        raise UserError(f"{DATA_STAGE_KEY}: must be a stage number (0 = D_0), got {value!r}")
+    return stage
+
+
+def _buffer(named: Any, known: list[str], stage: int) -> tuple[str, ...]:
+    if named is None:
+        return tuple(known[1:stage])
+    if not isinstance(named, list) or not all(isinstance(item, str) for item in named):
+        raise UserError(f"{DATA_BUFFER_KEY}: must be a list of data_sources names, got {named!r}")
+    for source in named:
+        if source not in known:
+            raise UserError(f"{DATA_BUFFER_KEY}: {source!r} is not in data_sources (known: {', '.join(known)})")
+        if known.index(source) >= stage:
+            raise UserError(f"{DATA_BUFFER_KEY}: {source} is stage {known.index(source)}, not a stage before {stage}")
+    return tuple(named)

@@ -31,9 +31,8 @@ class GeneratedFile:
 
 
 def _prepare_mixture(job: Job) -> Callable[[str], None]:
-    sources, mix = data_mix.job_mixture_inputs(job.name, job.params)
-    data_mix.check_job_mixture(sources, mix)
-    return lambda path: data_mix.write_job_mixture(sources, mix, path)
+    mixture = data_mix.job_mixture_inputs(job.name, job.params)  # every rule checked before any file is written
+    return lambda path: data_mix.write_job_mixture(mixture, path)
 
 
 GENERATED_FILES: list[GeneratedFile] = [
