@@ -53,6 +53,26 @@ DEFAULTS = {
 }
 
 
+def base_style_cases(lengths: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The styles both Megatrons share, over run lengths x warmups x global batch 1 / 8 (sample-based runs keep
+    their own batch size and take only sample-based warmups, as validate_args demands)."""
+    cases = []
+    warmups = [dict(), dict(lr_warmup_iters=6), dict(lr_warmup_fraction=0.1), dict(lr_warmup_samples=20)]
+    for length, warmup, style, batch in itertools.product(
+        lengths, warmups, ["constant", "linear", "cosine", "inverse-square-root"], [1, 8]
+    ):
+        sample_based = "train_samples" in length
+        if sample_based != ("lr_warmup_samples" in warmup) and ("lr_warmup_iters" in warmup or "lr_warmup_samples" in warmup):
+            continue
+        if sample_based and batch == 8:
+            continue
+        case = dict(lr=0.003, min_lr=0.0003, lr_decay_style=style, **length, **warmup)
+        if not sample_based:
+            case["global_batch_size"] = batch
+        cases.append(case)
+    return cases
+
+
 def settings_megatron_lm() -> list[dict[str, Any]]:
     cases: list[dict[str, Any]] = []
     lengths = [
@@ -61,19 +81,7 @@ def settings_megatron_lm() -> list[dict[str, Any]]:
         dict(train_samples=240, global_batch_size=4),
         dict(train_samples=250, global_batch_size=4, lr_decay_samples=200),
     ]
-    warmups = [dict(), dict(lr_warmup_iters=6), dict(lr_warmup_fraction=0.1), dict(lr_warmup_samples=20)]
-    for length, warmup, style, batch in itertools.product(
-        lengths, warmups, ["constant", "linear", "cosine", "inverse-square-root"], [1, 8]
-    ):
-        sample_based = "train_samples" in length
-        if sample_based != ("lr_warmup_samples" in warmup) and ("lr_warmup_iters" in warmup or "lr_warmup_samples" in warmup):
-            continue
-        case = dict(lr=0.003, min_lr=0.0003, lr_decay_style=style, **length, **warmup)
-        if not sample_based:
-            case["global_batch_size"] = batch
-        elif batch == 8:
-            continue
-        cases.append(case)
+    cases += base_style_cases(lengths)
     for wsd_style, length in itertools.product(["exponential", "linear", "cosine", "minus_sqrt"], lengths):
         case = dict(lr=0.01, min_lr=0.0, lr_decay_style="WSD", lr_wsd_decay_style=wsd_style, lr_warmup_fraction=0.05,
                     **length)
@@ -92,19 +100,7 @@ def settings_megatron_deepspeed() -> list[dict[str, Any]]:
         dict(train_iters=60, lr_decay_iters=50),
         dict(train_samples=240, global_batch_size=4),
     ]
-    warmups = [dict(), dict(lr_warmup_iters=6), dict(lr_warmup_fraction=0.1), dict(lr_warmup_samples=20)]
-    for length, warmup, style, batch in itertools.product(
-        lengths, warmups, ["constant", "linear", "cosine", "inverse-square-root"], [1, 8]
-    ):
-        sample_based = "train_samples" in length
-        if sample_based != ("lr_warmup_samples" in warmup) and ("lr_warmup_iters" in warmup or "lr_warmup_samples" in warmup):
-            continue
-        if sample_based and batch == 8:
-            continue
-        case = dict(lr=0.003, min_lr=0.0003, lr_decay_style=style, **length, **warmup)
-        if not sample_based:
-            case["global_batch_size"] = batch
-        cases.append(case)
+    cases += base_style_cases(lengths)
     # constant + cooldown: fractions whose product with the decay samples is not whole (truncated)
     for length, frac, batch, warmup in itertools.product(
         lengths[:2], [0.05, 0.3, 1 / 3, 0.9], [1, 6], [dict(), dict(lr_warmup_iters=5)]

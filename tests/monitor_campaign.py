@@ -17,6 +17,8 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+
 TEMPLATE_HEAD = """#!/bin/bash
 #SBATCH --job-name={name}
 #SBATCH --output={output_file}
@@ -51,6 +53,13 @@ def write_campaign(root: Path, body: str, grid: str = "idx: [0]", extra: str = "
 
 def orch_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "orchestrator", *args]
+
+
+def link_project_files(root: Path, *relative_paths: str) -> None:
+    """Symlink the repository's config, templates and example code into a test's working directory, as shipped."""
+    for relative in relative_paths:
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).symlink_to(REPO / relative)
 
 
 def run_orch(root: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -13,24 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from monitor_campaign import run_orch
+from monitor_campaign import link_project_files, run_orch
 from orchestrator.campaign.results import collect_results
 from orchestrator.config import load_jobs
 from orchestrator.render.generated import template_variables
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/cpt_quickstart.yaml"
 # The recipe, written out independently of the config: (D0, new data, buffer) per mix, stage 1 without a buffer.
 RECIPE = {"naive": (0.0, 1.0, 0.0), "replay5": (0.05, 0.95, 0.0), "mixA": (0.33, 0.33, 0.34), "mixB": (0.05, 0.48, 0.47)}
 STAGE1 = {"naive": (0.0, 1.0), "replay5": (0.05, 0.95), "mixA": (0.33, 0.67), "mixB": (0.05, 0.95)}
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-
-
-def link_project_files(root: Path) -> None:
-    for relative in (CONFIG, "templates/quickstart", "examples/tinylm"):
-        (root / relative).parent.mkdir(parents=True, exist_ok=True)
-        (root / relative).symlink_to(REPO / relative)
 
 
 def expected_weights(mix: str, stage: int) -> dict[str, float]:
@@ -45,7 +38,7 @@ def expected_weights(mix: str, stage: int) -> dict[str, float]:
 
 
 def test_cpt_campaign_on_slurm(slurm_cluster, slurm_job_prefix, tmp_path, monkeypatch):
-    link_project_files(tmp_path)
+    link_project_files(tmp_path, CONFIG, "templates/quickstart", "examples/tinylm")
     fix = ("-f", f"name={slurm_job_prefix}{{RUN}}_{{MODE}}")
     result = run_orch(tmp_path, "build-and-run", CONFIG, *fix, "--scheduler", "slurm", "--max-jobs", "6",
                       "--poll-secs", "2", timeout=1200)

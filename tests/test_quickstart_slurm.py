@@ -7,28 +7,20 @@ give every job name this test's unique prefix, so other tests on the shared clus
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from monitor_campaign import run_orch
+from monitor_campaign import link_project_files, run_orch
 from orchestrator.campaign.results import collect_results
 from orchestrator.config import load_jobs
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/quickstart.yaml"
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
-def link_project_files(root: Path) -> None:
-    for relative in (CONFIG, "templates/quickstart", "examples/tinylm"):
-        (root / relative).parent.mkdir(parents=True, exist_ok=True)
-        (root / relative).symlink_to(REPO / relative)
-
-
 def test_quickstart_campaign_on_slurm(slurm_cluster, slurm_job_prefix, tmp_path, monkeypatch):
-    link_project_files(tmp_path)
+    link_project_files(tmp_path, CONFIG, "templates/quickstart", "examples/tinylm")
     fix_exp = ("-f", f"EXP={slurm_job_prefix}h{{HIDDEN}}_lr{{LR}}")
     result = run_orch(tmp_path, "build-and-run", CONFIG, *fix_exp, "--scheduler", "slurm", "--max-jobs", "4",
                       "--poll-secs", "2", timeout=1200)

@@ -35,6 +35,7 @@ class CheckOptions:
 
 def check_campaign(rendered: Sequence[tuple[Job, str]], options: CheckOptions = CheckOptions()) -> list[str]:
     """One line per problem, `job NAME: ...`, in job order."""
+    data_paths.clear_cache()  # files may have appeared since an earlier check in this process
     schemas: dict[str, flags.FlagSchema] = {}
     problems: list[str] = []
     consumers: list[tuple[str, str]] = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +40,25 @@ def _is_weight(word: str) -> bool:
     return True
 
 
+@lru_cache(maxsize=4096)
+def _missing_files(prefix: str) -> tuple[str, ...]:
+    """The suffixes a data prefix lacks (a campaign's jobs mostly share their data: asked once per build)."""
+    if Path(prefix).is_dir():
+        return ()  # Megatron-DeepSpeed also reads every .bin of a folder
+    return tuple(suffix for suffix in (".bin", ".idx") if not Path(prefix + suffix).is_file())
+
+
+def clear_cache() -> None:
+    _missing_files.cache_clear()
+
+
 def prefix_problems(words: Iterable[str], what: str) -> list[str]:
     problems = []
     for word in words:
         if _is_weight(word) or _unknown_until_run(word):
             continue
         prefix = word.removesuffix(".bin").removesuffix(".idx")
-        if Path(prefix).is_dir():
-            continue  # Megatron-DeepSpeed also reads every .bin of a folder
-        missing = [suffix for suffix in (".bin", ".idx") if not Path(prefix + suffix).is_file()]
+        missing = _missing_files(prefix)
         if missing:
             problems.append(f"{what}: data prefix {prefix} has no {' / '.join(prefix + s for s in missing)}")
     return problems

@@ -158,7 +158,14 @@ def _commands(script: str) -> list[tuple[int, str]]:
     return commands
 
 
+def _literal_part(pattern: str) -> str:
+    """The longest text a name matching the glob must contain (`pretrain_*.py` -> `pretrain_`)."""
+    return max(re.split(r"[*?\[\]]", pattern), key=len)
+
+
 def megatron_invocations(script: str, entries: tuple[str, ...] = DEFAULT_ENTRIES) -> list[Invocation]:
+    if not any(_literal_part(pattern) in script for pattern in entries):
+        return []  # the common case, answered without parsing the shell (a big campaign has many scripts)
     arrays = _arrays(_logical_lines(script))
     found = []
     for number, command in _commands(script):
