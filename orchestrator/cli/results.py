@@ -62,7 +62,8 @@ def _print_table(table: ResultTable, max_rows: int, params: list[str] | None) ->
     from rich.table import Table
 
     # Console columns: parameters, iteration/tokens/loss, and the main metrics (stderr columns only in the CSV).
-    metrics = [column for column in table.metric_columns if "stderr" not in column][:8]
+    metrics = [column for column in table.metric_columns if "stderr" not in column]
+    metrics = sorted(metrics, key=lambda column: "loss" not in column)[:8]  # losses first, else in file order
     shown_params = [key for key in params if key in table.param_columns] if params else table.param_columns
     logged = [column for column in FIXED_COLUMNS[2:] if any(row.get(column) is not None for row in table.rows)]
     columns = [*shown_params, "iteration", "tokens", *logged, *metrics]
