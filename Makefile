@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-# The quickstart campaign on the local scheduler: 36 real jobs (tinylm pretrain, cooldown branches,
+# The quickstart campaign on the local scheduler: 60 real jobs (tinylm pretrain, cooldown branches,
 # convert+eval of every checkpoint), then the collected results, the scaling law fitted to the run ends
 # (its E beside the grammar's true entropy) and the campaign report. Re-running resumes: done jobs stay done.
 demo: install

@@ -17,8 +17,8 @@ Layouts under `RUN_DIR/checkpoints/` (several may be mixed), as the writers name
   barrier, then Megatron's `latest_checkpointed_iteration.txt`: that tracker governs when present.
 
 So an iteration above its tracker is being written or died part-way and is never complete; one at or
-below it is complete when every file its format implies is there (every model-parallel rank of the grid
-seen in the folder or in the tracked checkpoint). Without any tracker no save has finished.
+below it is complete when every file its format implies is there (every rank of the grid seen in any
+folder of the same layout in the run). Without any tracker no save has finished.
 
 Conversion bookkeeping lives next to the checkpoints:
 `RUN_DIR/converted_checkpoints/iter_<N>.done` (converted) and `RUN_DIR/in_progress_checkpoints/iter_<N>.lock`.
@@ -86,6 +86,8 @@ class Checkpoint:
     layout: str
     complete: bool
     reason: str
+    universal: bool = False
+    """A `global_step<N>_universal/` folder (governed by `latest_universal`, not the training tracker)."""
 
 
 def iteration_dir_name(iteration: int, deepspeed: bool = False) -> str:
@@ -270,7 +272,7 @@ def inspect_checkpoints(checkpoints: Path) -> list[Checkpoint]:
                 verdict = (False, f"missing {shown}")
             else:
                 verdict = (True, f"complete ({tracker_name} = {limit})")
-        verdicts.append(Checkpoint(iteration, path, contents.layout, *verdict))
+        verdicts.append(Checkpoint(iteration, path, contents.layout, *verdict, universal=universal))
     return verdicts
 
 

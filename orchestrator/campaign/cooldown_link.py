@@ -24,8 +24,6 @@ from orchestrator.campaign.checkpoints import (
     trackers,
 )
 
-_UNIVERSAL_SUFFIX = "_universal"
-
 
 def cooldown_dir(logs: str | Path, exp_name: str, cd_scale: str) -> Path:
     return Path(logs) / exp_name / f"cooldown_s{cd_scale}"
@@ -69,7 +67,7 @@ def link_checkpoint(source_checkpoints: str | Path, destination_checkpoints: str
     source_trackers = trackers(source_root)
     for checkpoint in candidates:
         _place_link(checkpoint.path, destination / checkpoint.path.name)
-        if _UNIVERSAL_SUFFIX in checkpoint.path.name:
+        if checkpoint.universal:
             _advance_tracker(destination, UNIVERSAL_TRACKER, iteration, checkpoint.path.name)
             continue
         if checkpoint.path.name.startswith("global_step"):

@@ -147,7 +147,7 @@ def flat_evaluator_metrics(data: Mapping[str, Any]) -> dict[str, float]:
             if key != "iteration" and (number := _number(value)) is not None}
 
 
-def _newest_first_key(path: Path) -> tuple[str, float]:
+def _age_key(path: Path) -> tuple[str, float]:
     """lm-eval's date in the file name (an ISO time, so text order is time order), then the mtime."""
     match = _LM_EVAL_DATE.search(path.name)
     try:
@@ -176,7 +176,7 @@ def read_iteration_results(folder: Path, notes: list[str] | None = None) -> dict
             lm_eval_files.append((path, data))
         elif path.name == FLAT_EVALUATOR_FILE and path.parent == folder:
             metrics.update(flat_evaluator_metrics(data))
-    lm_eval_files.sort(key=lambda item: _newest_first_key(item[0]))
+    lm_eval_files.sort(key=lambda item: _age_key(item[0]))  # oldest first
     chosen: dict[str, Path] = {}
     for path, data in lm_eval_files:  # oldest first: a newer file's task replaces an older one's
         for task, values in lm_eval_metrics(data).items():

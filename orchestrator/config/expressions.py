@@ -16,7 +16,6 @@ from typing import Any
 
 import simpleeval
 
-from orchestrator.planning.cooldown_cmds import COOLDOWN_EXPR_FUNCTIONS
 from orchestrator.planning.flops import FLOPS_EXPR_FUNCTIONS
 
 EXPR_PREFIX = "expr("
@@ -64,7 +63,17 @@ EXPR_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "isclose": math.isclose,
 }
 EXPR_FUNCTIONS.update(FLOPS_EXPR_FUNCTIONS)  # model_params, flops_per_token, tokens_per_step, ...
-EXPR_FUNCTIONS.update(COOLDOWN_EXPR_FUNCTIONS)  # cooldown_frac
+
+
+def _cooldown_frac(cooldown_steps: int, total_iters: int) -> str:
+    """`cooldown_frac(R, T)` (orchestrator.planning.cooldown_cmds), imported on first use: its decimal and
+    fractions imports would otherwise slow every command that loads a config."""
+    from orchestrator.planning.cooldown_cmds import cooldown_frac
+
+    return cooldown_frac(cooldown_steps, total_iters)
+
+
+EXPR_FUNCTIONS["cooldown_frac"] = _cooldown_frac
 
 EXPR_NAMES: dict[str, Any] = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan}
 

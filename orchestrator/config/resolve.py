@@ -168,11 +168,16 @@ class Resolver:
         """Resolve the strings inside a value kept whole (a mapping or list of `ATOMIC_KEYS`), keys included,
         against the job's already resolved parameters; `expr()` works there too."""
 
+        scratch, done = dict(params), set(params)  # one copy per value, not per string in it
+
         def resolve(where: str, value: Any) -> Any:
             if type(value) is str:
-                scratch = dict(params)
                 scratch[where] = value
-                return self._resolve_key(where, scratch, set(params) - {where}, [])
+                try:
+                    return self._resolve_key(where, scratch, done, [])
+                finally:  # no string of the value can see another one's text
+                    del scratch[where]
+                    done.discard(where)
             if isinstance(value, dict):
                 return {resolve(f"{where}.{k}", k) if type(k) is str else k: resolve(f"{where}.{k}", v)
                         for k, v in value.items()}

@@ -266,6 +266,3 @@ def cooldown_frac(cooldown_steps: int, total_iters: int) -> str:
     """`expr(cooldown_frac(R, T))`: the `--lr_constant_plus_cooldown_frac` a config needs for a cooldown of R
     steps ending at T, as text with the digits `format_frac` chose (a plain R / T can truncate a sample short)."""
     return format_frac(int(cooldown_steps), int(total_iters))
-
-
-COOLDOWN_EXPR_FUNCTIONS = {"cooldown_frac": cooldown_frac}

@@ -105,21 +105,23 @@ class JobMixture:
     weights: Mapping[str, float]
     stage: int | None
     buffer: tuple[str, ...]
+    lists: Mapping[str, list[DataFile]]
+    """The entries of every list the mixture uses, read (and checked) once."""
 
-    def inputs(self) -> list[tuple[float, str]]:
-        """(global weight, list file) per list to blend; the buffer's weight is shared equally by its lists."""
+    def inputs(self) -> list[tuple[float, list[DataFile]]]:
+        """(global weight, entries) per list to blend; the buffer's weight is shared equally by its lists."""
         inputs = []
         for name, weight in self.weights.items():
             if name == BUFFER_SOURCE:
-                inputs += [(weight / len(self.buffer), self.sources[member]) for member in self.buffer]
+                inputs += [(weight / len(self.buffer), self.lists[member]) for member in self.buffer]
             else:
-                inputs.append((weight, self.sources[name]))
-        return [(weight, path) for weight, path in inputs if weight > 0]
+                inputs.append((weight, self.lists[name]))
+        return [(weight, entries) for weight, entries in inputs if weight > 0]
 
 
 def write_job_mixture(mixture: JobMixture, out_path: str | os.PathLike[str]) -> None:
-    """Write the blended list of a job (see `JobMixture`); `check_job_mixture` has vetted it."""
-    write_atomically(out_path, format_mixture(blend_files(mixture.inputs())))
+    """Write the blended list of a job (see `JobMixture`; `job_mixture_inputs` has checked it)."""
+    write_atomically(out_path, format_mixture(blend(mixture.inputs())))
 
 
 DATA_MIX_VARIABLE = "DATA_MIX_FILE"  # the template variable naming a job's blended list (see render.generated)
@@ -175,9 +177,9 @@ def _job_mixture(sources: Mapping[str, str], mix: Mapping[str, Any], params: Map
             raise UserError(f"data_mix.{BUFFER_SOURCE}: stage {stage} has no earlier stage to fill its buffer")
     elif params.get(DATA_BUFFER_KEY) is not None and stage is None:
         raise UserError(f"{DATA_BUFFER_KEY}: needs the job's {DATA_STAGE_KEY}")
-    for source in {*weights, *buffer} - {BUFFER_SOURCE}:
-        read_data_list(sources[source])
-    return JobMixture(sources, weights, stage, buffer)
+    used = [source for source in (*weights, *buffer) if source != BUFFER_SOURCE]
+    lists = {source: read_data_list(sources[source]) for source in dict.fromkeys(used)}
+    return JobMixture(sources, weights, stage, buffer, lists)
 
 
 def _stage(params: Mapping[str, Any]) -> int | None:
