@@ -204,3 +204,13 @@ def test_plot_without_matplotlib_is_a_one_line_error_and_writes_nothing(campaign
     captured = capsys.readouterr()
     assert captured.err.strip().splitlines() == ["orch: error: --plot needs matplotlib: pip install 'orch[plot]'"]
     assert not (campaign / "out").exists()
+
+
+def test_plot_columns_must_name_a_column(campaign):
+    result = subprocess.run([ORCH_BIN, "results", "campaign.yaml", "--plot", "p.png", "--plot-columns",
+                             "hellaswag/acc,eval/nope"], capture_output=True, text=True, cwd=campaign)
+    assert result.returncode == 2 and "--plot-columns: no column 'eval/nope'" in result.stderr
+    assert not (campaign / "p.png").exists()
+    drawn = subprocess.run([ORCH_BIN, "results", "campaign.yaml", "--plot", "p.png", "--plot-columns",
+                            "hellaswag/acc,log_val_loss"], capture_output=True, text=True, cwd=campaign)
+    assert drawn.returncode == 0 and "plotted 4 curve(s)" in drawn.stdout  # 2 runs x 2 panels

@@ -220,3 +220,16 @@ def test_extractor_reads_add_argument_and_config_dataclasses_as_megatron_builds_
         "--seed": {"takes_value": True},
         "--sizes": {"takes_value": True, "nargs": "+"},
     }
+
+
+def test_a_schema_file_of_another_release_replaces_the_shipped_one(tmp_path):
+    schema = {"framework": "megatron-lm", "version": "core_r0.9.0", "commit": "0" * 40,
+              "flags": {"--num-layers": {"takes_value": True}, "--bf16": {"takes_value": False}}}
+    path = tmp_path / "megatron-lm.json"
+    path.write_text(json.dumps(schema))
+    loaded = flags.load_schema("megatron-lm", "core_r0.9.0", str(path))
+    assert loaded.label == "megatron-lm core_r0.9.0"
+    assert flags.check_arguments(["--num-layers", "2", "--bf16", "--lr", "1e-3"], loaded) == [
+        "unknown flag --lr"]  # in the shipped schema --lr exists: this one was used
+    with pytest.raises(UserError, match="--flag-schema .*nope.json: cannot read it"):
+        flags.load_schema("megatron-lm", None, str(tmp_path / "nope.json"))

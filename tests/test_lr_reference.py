@@ -77,3 +77,11 @@ def test_cli_prints_every_lr_to_the_last_bit(output: str, capsys: pytest.Capture
         assert document["flags"] == flags
         printed = [lr for _step, lr in document["points"]]
     assert printed == expected
+
+
+def test_cli_at_prints_the_lr_to_the_last_bit(capsys: pytest.CaptureFixture) -> None:
+    from orchestrator.cli import main
+
+    framework, _index, flags, expected = next(case for case in CASES if case[2].get("lr_decay_style") == "cosine")
+    assert main(["lr", "schedule", "--framework", framework, *_flags_to_argv(flags), "--at", "7"]) == 0
+    assert float(capsys.readouterr().out) == expected[7]

@@ -314,3 +314,10 @@ def test_link_prints_0_when_the_checkpoint_is_not_there(tmp_path: Path, capsys: 
     # The real linker (orchestrator.campaign.cooldown_link) on an empty logs directory.
     assert orch_main(["cooldown", "link", str(tmp_path), "exp1", "19850", "0.05"]) == 0
     assert capsys.readouterr().out.strip() == "0"
+
+
+def test_expr_cooldown_frac_gives_the_digits_cooldown_cmds_prints() -> None:
+    from orchestrator.config.expressions import evaluate_expression
+
+    assert evaluate_expression("expr(cooldown_frac(57, 100))") == cc.format_frac(57, 100) == "0.570000001"
+    assert int(float(evaluate_expression("expr(cooldown_frac(57, 100))")) * 100) == 57  # 0.57 itself gives 56

@@ -236,3 +236,23 @@ def test_orch_build_with_a_bad_mixture_writes_nothing(
     assert orch_main(["build", "c.yaml"]) == 2
     assert "data_mix.code: no such source in data_sources (known: papers, web)" in capsys.readouterr().err
     assert not (tmp_path / "scripts").exists()
+
+
+def test_a_mixture_names_an_undefined_variable_in_one_line(stages: dict[str, str], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.sbatch").write_text("#!/bin/bash\n#SBATCH --job-name={name}\n")
+    (tmp_path / "c.yaml").write_text(textwrap.dedent(f"""\
+        name: j
+        template: t.sbatch
+        sbatch_script: scripts/{{name}}.sbatch
+        output_file: logs/{{name}}.out
+        cmd: sbatch {{sbatch_script}}
+        data_sources: {{D0: {stages['D0']}}}
+        data_mix: {{D0: "{{NOPE}}"}}
+        """))
+    assert orch_main(["build", "c.yaml"]) == 2
+    error = capsys.readouterr().err
+    assert "key 'data_mix.D0'" in error and "NOPE" in error and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "scripts").exists()

@@ -192,6 +192,7 @@ def _contents(path: Path) -> _Contents:
 
 
 def _torch_dist_problem(path: Path, names: set[str]) -> str:
+    # metadata.json is `CheckpointingConfig` (`sharded_backend`, ...), megatron/core/dist_checkpointing/core.py @d98e8a64
     if "metadata.json" not in names:
         return "torch_dist without metadata.json, which Megatron writes after every shard"
     try:
