@@ -15,23 +15,30 @@ class JobState(enum.Enum):
     RUNNING = "running"
     DONE = "done"  # termination rule met
     FAILED = "failed"  # crash loop: max_failures consecutive failed attempts
-    ABANDONED = "abandoned"  # start condition never met, or cancelled by the user
+    ABANDONED = "abandoned"  # start condition never met (--max-start-attempts)
+    CANCELLED = "cancelled"  # by the user (`orch cancel`): stays so across restarts until `orch run --retry-cancelled`
 
     @property
     def is_terminal(self) -> bool:
         return self in TERMINAL_STATES
 
 
-TERMINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.ABANDONED})
+TERMINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.ABANDONED, JobState.CANCELLED})
+# Terminal states a new `orch run` re-evaluates from scratch (a done job is found done again); a user's cancel
+# is never undone by a restart.
+RE_EVALUATED_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.ABANDONED})
 
+_ACTIVE_TARGETS = frozenset({JobState.DONE, JobState.FAILED, JobState.ABANDONED, JobState.CANCELLED})
 ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.WAITING: frozenset({JobState.QUEUED, JobState.RUNNING, JobState.DONE, JobState.FAILED, JobState.ABANDONED}),
-    JobState.QUEUED: frozenset({JobState.WAITING, JobState.RUNNING, JobState.DONE, JobState.FAILED, JobState.ABANDONED}),
-    JobState.RUNNING: frozenset({JobState.WAITING, JobState.QUEUED, JobState.DONE, JobState.FAILED, JobState.ABANDONED}),
-    # A terminal job only moves again when a new `orch run` re-evaluates it from scratch.
-    JobState.DONE: frozenset({JobState.WAITING}),
-    JobState.FAILED: frozenset({JobState.WAITING}),
-    JobState.ABANDONED: frozenset({JobState.WAITING}),
+    JobState.WAITING: frozenset({JobState.QUEUED, JobState.RUNNING}) | _ACTIVE_TARGETS,
+    JobState.QUEUED: frozenset({JobState.WAITING, JobState.RUNNING}) | _ACTIVE_TARGETS,
+    JobState.RUNNING: frozenset({JobState.WAITING, JobState.QUEUED}) | _ACTIVE_TARGETS,
+    # A terminal job only moves again when a new `orch run` re-evaluates it from scratch, or the user cancels it.
+    JobState.DONE: frozenset({JobState.WAITING, JobState.CANCELLED}),
+    JobState.FAILED: frozenset({JobState.WAITING, JobState.CANCELLED}),
+    JobState.ABANDONED: frozenset({JobState.WAITING, JobState.CANCELLED}),
+    # Only the user undoes a cancel (`orch run --retry-cancelled`).
+    JobState.CANCELLED: frozenset({JobState.WAITING}),
 }
 
 

@@ -35,6 +35,18 @@ SPECIAL_KEYS: frozenset[str] = frozenset(
 DEFAULT_CHECK_INTERVAL_SECS = 60 * 15
 DEFAULT_MAX_FAILURES = 3
 DEFAULT_PROBE_TIMEOUT_SECS = 300.0
+# A running job silent for this long is frozen unless `freeze_secs` says otherwise. Healthy training jobs are
+# silent for long stretches: Megatron building its dataset index maps or saving a large checkpoint to a parallel
+# file system, DeepSpeed JIT-compiling its ops at first start, every rank waiting in torch.distributed's
+# rendezvous or a collective (its default timeout is 10-30 minutes, after which the job crashes by itself and
+# the monitor sees it end). One hour lets all of those finish; AutoExperiment's rule (one check interval) is
+# `freeze_secs: "{check_interval_secs}"`.
+DEFAULT_FREEZE_SECS = 3600.0
+# `orch plan` warns about a freeze window shorter than this: shorter ones cancel healthy silent phases.
+MIN_SENSIBLE_FREEZE_SECS = 600.0
+# Without `progress_regex`, how the monitor tells that an attempt which ended cleanly without its termination
+# rule made progress: a new Megatron-style `iteration N` value (Megatron-LM, Megatron-DeepSpeed, tinylm).
+DEFAULT_PROGRESS_MARK = r"\biteration\s+(\d+)"
 
 
 @dataclass(frozen=True)
@@ -59,7 +71,8 @@ class Job:
     termination_cmd: str = ""
     """Shell command; printing `1` means the job is done."""
     freeze_secs: float | None = None
-    """A running job whose output did not change for this long is frozen (default: check_interval_secs)."""
+    """A running job whose output did not change for this long is frozen (default: the larger of
+    DEFAULT_FREEZE_SECS and check_interval_secs)."""
     max_failures: int = DEFAULT_MAX_FAILURES
     """Consecutive failed attempts (crashes, freezes, `fail_regex` matches) after which the job is given up."""
     probe_timeout_secs: float = DEFAULT_PROBE_TIMEOUT_SECS
@@ -72,4 +85,9 @@ class Job:
 
     @property
     def effective_freeze_secs(self) -> float:
-        return self.freeze_secs if self.freeze_secs is not None else self.check_interval_secs
+        return self.freeze_secs if self.freeze_secs is not None else max(DEFAULT_FREEZE_SECS, self.check_interval_secs)
+
+    @property
+    def progress_mark_regex(self) -> str:
+        """What counts as progress between two attempts (see DEFAULT_PROGRESS_MARK)."""
+        return self.progress_regex or DEFAULT_PROGRESS_MARK

@@ -51,6 +51,13 @@ def write_campaign(root: Path, body: str, grid: str = "idx: [0]", extra: str = "
     return prefix
 
 
+def campaign_state(root: Path, config: str = "campaign.yaml") -> Path:
+    """The campaign's own state folder under root/.orch (one per config)."""
+    from orchestrator.state.campaign import campaign_dir
+
+    return campaign_dir(root / config, root)
+
+
 def orch_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "orchestrator", *args]
 

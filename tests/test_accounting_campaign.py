@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from monitor_campaign import run_orch, status, write_campaign
+from monitor_campaign import campaign_state, run_orch, status, write_campaign
 from orchestrator.cli.run import confirm_cost
 from orchestrator.cli.status import status_table
 from orchestrator.config import load_jobs
@@ -37,7 +37,7 @@ def gpu_campaign(root: Path, gpus: int = 4, hours: str = "10:00:00", grid: str =
 
 
 def run_args(**overrides: object) -> argparse.Namespace:
-    return argparse.Namespace(**{"yes": False, "confirm_above": 100.0, **overrides})
+    return argparse.Namespace(**{"yes": False, "confirm_above": 100.0, "config": "campaign.yaml", **overrides})
 
 
 def test_confirmation_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -72,7 +72,7 @@ def test_budget_holds_what_does_not_fit_and_the_ledger_has_true_times(tmp_path: 
     monkeypatch.chdir(tmp_path)
     assert run_orch(tmp_path, "build", "campaign.yaml").returncode == 0
     jobs = load_jobs("campaign.yaml")
-    store = StateStore.open(".")
+    store = StateStore.open(campaign_state(Path(".")))
     monitor = Monitor(jobs, LocalScheduler(), store, MonitorOptions(poll_secs=0.2, budget_gpu_hours=60))
     monitor.start()
     held = None
@@ -107,7 +107,7 @@ def test_unbounded_jobs_are_not_submitted_under_a_budget(tmp_path: Path, monkeyp
     template.write_text(template.read_text().replace("#SBATCH --time=10:00:00\n", ""))
     monkeypatch.chdir(tmp_path)
     assert run_orch(tmp_path, "build", "campaign.yaml").returncode == 0
-    store = StateStore.open(".")
+    store = StateStore.open(campaign_state(Path(".")))
     monitor = Monitor(load_jobs("campaign.yaml"), LocalScheduler(), store, MonitorOptions(poll_secs=0.2, budget_gpu_hours=1e6))
     monitor.start()
     monitor.cycle()
@@ -128,7 +128,7 @@ def test_provenance_and_history(tmp_path: Path) -> None:
     assert f"config_path: {tmp_path / 'campaign.yaml'}" in text
     assert "fixes: ['extra=1e-3']" in text and "filters: ['idx=0']" in text and "orch_version:" in text
     digest = next(line.split(": ")[1] for line in text.splitlines() if "script_sha256" in line)
-    kept = tmp_path / ".orch" / "scripts" / f"{digest}.sbatch"
+    kept = campaign_state(tmp_path) / "scripts" / f"{digest}.sbatch"
     assert kept.read_bytes() == (tmp_path / "scripts" / f"{prefix}_0.sbatch").read_bytes()
 
 
@@ -144,7 +144,7 @@ def test_plan_diff(tmp_path: Path) -> None:
     (tmp_path / "job.sbatch").write_text((tmp_path / "job.sbatch").read_text().replace(
         "#SBATCH --ntasks=1", "#SBATCH --ntasks=1\n#SBATCH --comment={warmup}"))
     # A running submission of job 2 was made with the old script.
-    store = StateStore.open(tmp_path)
+    store = StateStore.open(campaign_state(tmp_path))
     store.ensure_jobs([f"{prefix}_2"])
     store.record_submitted(store.record_intent(f"{prefix}_2", provenance={"script_sha256": "0" * 64}), "77")
     store.close()
@@ -161,7 +161,7 @@ def test_monitor_warns_once_when_a_running_jobs_script_changed(tmp_path: Path, m
     prefix = write_campaign(tmp_path, STEPS, cmd="sbatch {sbatch_script}")
     monkeypatch.chdir(tmp_path)
     assert run_orch(tmp_path, "build", "campaign.yaml").returncode == 0
-    store = StateStore.open(".")
+    store = StateStore.open(campaign_state(Path(".")))
     store.ensure_jobs([f"{prefix}_0"])
     store.record_submitted(store.record_intent(f"{prefix}_0", provenance={"script_sha256": "0" * 64}), "99999")
     monitor = Monitor(load_jobs("campaign.yaml"), LocalScheduler(), store, MonitorOptions(poll_secs=1))
@@ -236,7 +236,7 @@ def test_a_job_done_while_still_running_keeps_its_time_so_far(tmp_path: Path) ->
     prefix = write_campaign(tmp_path, 'sleep 1\necho "TRAINING DONE"\nsleep 4\n', cmd="sbatch {sbatch_script}")
     done = run_orch(tmp_path, "build-and-run", "campaign.yaml", "--scheduler", "local", "--poll-secs", "0.3")
     assert done.returncode == 0, done.stdout + done.stderr
-    store = StateStore.open(tmp_path)
+    store = StateStore.open(campaign_state(tmp_path))
     attempt = store.attempts(f"{prefix}_0")[0]
     store.close()
     assert attempt.ended_at is None  # still winding down when the monitor stopped

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor_campaign import run_orch, start_orch, status, wait_for, write_campaign
+from monitor_campaign import campaign_state, run_orch, start_orch, status, wait_for, write_campaign
 from orchestrator.state import StateStore
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -34,7 +34,7 @@ def test_ledger_takes_elapsed_and_gpus_from_slurm_accounting(tmp_path: Path, slu
         # 2 GPUs from sacct's AllocTRES (gres/gpu=2) x the elapsed seconds from ElapsedRaw.
         assert row["gpu_hours_spent"] == pytest.approx(2 * row["runtime_secs"] / 3600, abs=1e-4)
         assert row["gpu_hours_wasted"] == 0
-    store = StateStore.open(tmp_path)
+    store = StateStore.open(campaign_state(tmp_path))
     attempts = store.attempts()
     store.close()
     assert all(a.gpus == 2 and a.estimate_gpus == 2 and a.estimate_hours == 0.05 for a in attempts)
@@ -57,5 +57,5 @@ def test_provenance_is_committed_before_the_submit_command_runs(tmp_path: Path, 
     assert "intent (no id yet)" in history
     assert f"config_path: {tmp_path / 'campaign.yaml'}" in history and "fixes: ['note=text']" in history
     digest = next(line.split(": ")[1] for line in history.splitlines() if "script_sha256" in line)
-    kept = tmp_path / ".orch" / "scripts" / f"{digest}.sbatch"
+    kept = campaign_state(tmp_path) / "scripts" / f"{digest}.sbatch"
     assert kept.read_bytes() == (tmp_path / "scripts" / f"{slurm_job_prefix}0.sbatch").read_bytes()

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from monitor_campaign import campaign_state
 
 from orchestrator.check import CheckOptions, check_campaign, data_paths, flags
 from orchestrator.config import load_jobs
@@ -150,7 +151,7 @@ def test_cli_check_and_build_abort_before_writing_anything(tmp_path):
     assert orch("build", "c.yaml", "--no-check", cwd=tmp_path).returncode == 0
     ran = orch("run", "c.yaml", "--scheduler", "local", "--yes", cwd=tmp_path)
     assert ran.returncode == 2 and "unknown flag --num-layer" in ran.stderr  # the built scripts are checked too
-    assert not (tmp_path / ".orch" / "state.db").exists()  # nothing submitted, no monitor started
+    assert not (campaign_state(tmp_path) / "state.db").exists()  # nothing submitted, no monitor started
 
 
 EXTRACT = REPO / "scripts" / "extract-megatron-flags.py"

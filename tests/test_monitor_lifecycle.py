@@ -36,7 +36,7 @@ OUT = OutputFacts(fingerprint="120:1", size=120, content_end=120)
 
 def make_job(**overrides) -> Job:
     fields = dict(name="j", template="t.sbatch", sbatch_script="j.sbatch", output_file="j.out", cmd="sbatch j.sbatch",
-                  check_interval_secs=10.0, max_failures=3)
+                  check_interval_secs=10.0, freeze_secs=10.0, max_failures=3)
     fields.update(overrides)
     return Job(**fields)
 
@@ -156,8 +156,26 @@ CASES = [
     ("done while still in the queue: not cancelled", {"termination_str": "END"}, RUNNING_VIEW,
      {"observation": obs(S.RUNNING), "output": OutputFacts("120:1", 120, termination_matched=True)},
      ["->done"]),
-    ("clean exit without termination: resubmitted", {}, RUNNING_VIEW, {"observation": obs(S.COMPLETED, 0)},
+    ("clean exit without termination, no progress line: resubmitted, counted", {}, RUNNING_VIEW,
+     {"observation": obs(S.COMPLETED, 0)}, ["end:COMPLETED!", "->waiting", "Submit"]),
+    ("clean exit further than the previous attempt: a segment, not counted", {},
+     JobView(**{**RUNNING_VIEW.__dict__, "end_progress": "100", "consecutive_failures": 2}),
+     {"observation": obs(S.COMPLETED, 0), "output": OutputFacts("120:1", 120, content_end=120, progress="200",
+                                                                 progress_at=60)},
      ["end:COMPLETED", "->waiting", "Submit"]),
+    ("clean exit at the previous attempt's progress: counted", {},
+     JobView(**{**RUNNING_VIEW.__dict__, "end_progress": "200"}),
+     {"observation": obs(S.COMPLETED, 0), "output": OutputFacts("120:1", 120, content_end=120, progress="200",
+                                                                 progress_at=60)},
+     ["end:COMPLETED!", "->waiting", "Submit"]),
+    ("progress printed only by an earlier attempt: counted", {},
+     JobView(**{**RUNNING_VIEW.__dict__, "run_output_offset": 100}),
+     {"observation": obs(S.COMPLETED, 0), "output": OutputFacts("120:1", 120, content_end=120, progress="200",
+                                                                 progress_at=60)},
+     ["end:COMPLETED!", "->waiting", "Submit"]),
+    ("done without termination again and again: given up like a crash loop", {},
+     JobView(**{**RUNNING_VIEW.__dict__, "consecutive_failures": 2}), {"observation": obs(S.COMPLETED, 0)},
+     ["end:COMPLETED!", "->failed"]),
     ("timeout: resubmitted, not a failure", {}, RUNNING_VIEW, {"observation": obs(S.TIMEOUT, 1)},
      ["end:TIMEOUT", "->waiting", "Submit"]),
     ("preempted: resubmitted", {}, RUNNING_VIEW, {"observation": obs(S.PREEMPTED)},
@@ -189,7 +207,7 @@ CASES = [
      ["end:TIMEOUT", "->waiting"]),
     ("left the queue, start condition asked again next cycle", {"start_condition_cmd": "c"},
      JobView("j", JobState.RUNNING, scheduler_id="100", start_ready=True),
-     {"observation": obs(S.COMPLETED, 0)}, ["end:COMPLETED", "->waiting"]),
+     {"observation": obs(S.COMPLETED, 0)}, ["end:COMPLETED!", "->waiting"]),
     ("intent without id, found by name: adopted", {}, JobView("j", JobState.QUEUED, pending_intent=True),
      {"found_by_name": (obs(S.PENDING, sid="7"),)}, ["adopt:7"]),
     ("intent without id, found running: adopted as running", {}, JobView("j", JobState.QUEUED, pending_intent=True),
@@ -208,6 +226,9 @@ CASES = [
     ("done stays done", {}, JobView("j", JobState.DONE), {"observation": obs(S.FAILED, 1)}, []),
     ("failed stays failed", {}, JobView("j", JobState.FAILED), {}, []),
     ("abandoned stays abandoned", {}, JobView("j", JobState.ABANDONED), {}, []),
+    ("cancelled by the user stays cancelled, even when its submission ends", {}, JobView("j", JobState.CANCELLED,
+                                                                                         scheduler_id="100"),
+     {"observation": obs(S.CANCELLED, 0)}, []),
 ]
 
 
@@ -232,6 +253,19 @@ def test_output_change_is_recorded_with_the_monitor_clock():
         now=NOW + 10, scheduler_known=True, observation=obs(S.RUNNING), output=grown)))
 
 
+def test_default_freeze_window_outlasts_silent_phases():
+    """Without freeze_secs, a job silent for 30 minutes (a checkpoint save, an index build) is not frozen;
+    AutoExperiment's one-interval rule is `freeze_secs: "{check_interval_secs}"`."""
+    job = Job(name="j", template="t", sbatch_script="j.sbatch", output_file="j.out", cmd="c", check_interval_secs=10.0)
+    assert job.effective_freeze_secs == 3600.0
+    assert Job(**{**job.__dict__, "check_interval_secs": 7200.0}).effective_freeze_secs == 7200.0
+    silent = JobView("j", JobState.RUNNING, scheduler_id="100", output_fingerprint="bytes:120",
+                     output_changed_at=NOW - 1800, run_start="T0")
+    facts = Facts(now=NOW, scheduler_known=True, observation=obs(S.RUNNING), output=OUT)
+    assert not any(isinstance(a, Cancel) for a in decide(job, silent, facts))
+    assert any(isinstance(a, Cancel) for a in decide(job, silent, Facts(**{**facts.__dict__, "now": NOW + 1800})))
+
+
 def test_freeze_clock_restarts_when_the_job_starts():
     """An output file left by the previous attempt must not make a just-started job look frozen."""
     view = JobView("j", JobState.QUEUED, scheduler_id="100", output_fingerprint="bytes:120",
@@ -253,9 +287,12 @@ def test_failed_ending(state, exit_code, failure):
 
 def test_transition_table():
     for terminal in (JobState.DONE, JobState.FAILED, JobState.ABANDONED):
-        assert ALLOWED_TRANSITIONS[terminal] == {JobState.WAITING}
+        assert ALLOWED_TRANSITIONS[terminal] == {JobState.WAITING, JobState.CANCELLED}
         with pytest.raises(TransitionError):
             check_transition(terminal, JobState.RUNNING)
+    assert ALLOWED_TRANSITIONS[JobState.CANCELLED] == {JobState.WAITING}  # only --retry-cancelled undoes a cancel
+    with pytest.raises(TransitionError):
+        check_transition(JobState.CANCELLED, JobState.QUEUED)
     check_transition(JobState.RUNNING, JobState.WAITING)
     check_transition(JobState.QUEUED, JobState.QUEUED)
 

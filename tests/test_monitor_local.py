@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from monitor_campaign import console, run_orch, start_orch, status, wait_for, write_campaign
+from monitor_campaign import campaign_state, console, run_orch, start_orch, status, wait_for, write_campaign
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def test_small_campaign_end_to_end(tmp_path):
     table = run_orch(tmp_path, "status", "campaign.yaml")
     assert table.returncode == 0
     assert all(f"{prefix}_{i}" in table.stdout for i in range(3))  # names are never cut
-    log = (tmp_path / ".orch" / "monitor.log").read_text()
+    log = (campaign_state(tmp_path) / "monitor.log").read_text()
     assert log.count("submitted") == 3 and "running -> done" in log
     # A second run finds everything done and submits nothing.
     again = run_orch(tmp_path, "run", "campaign.yaml", "--scheduler", "local", "--poll-secs", "0.3")
@@ -44,7 +44,7 @@ def test_dry_run_submits_nothing(tmp_path):
     assert "2 of 2 jobs would be submitted" in result.stdout
     limited = run_orch(tmp_path, "run", "campaign.yaml", "--dry", "--max-jobs", "1", "--scheduler", "local")
     assert "1 of 2 jobs would be submitted" in limited.stdout and "waits for a free slot" in limited.stdout
-    assert not (tmp_path / ".orch" / "state.db").exists()
+    assert not (campaign_state(tmp_path) / "state.db").exists()
 
 
 def test_run_without_built_scripts_is_a_user_error(tmp_path):
@@ -84,7 +84,7 @@ def test_resubmitted_until_done_and_crash_loop_gives_up(tmp_path):
     prefix = write_campaign(tmp_path, """
         if [ "{kind}" = crash ]; then echo "boom"; exit 3; fi
         n=$(cat logs/{name}.count 2>/dev/null || echo 0); n=$((n + 1)); echo $n > logs/{name}.count
-        echo "attempt $n"
+        echo "iteration $n"
         if [ $n -ge 3 ]; then echo "TRAINING DONE"; fi
         """, grid="kind: [resume, crash]", name="{prefix}_{kind}", extra="max_failures: 2\n")
     result = run_orch(tmp_path, "build-and-run", "campaign.yaml", "--scheduler", "local", "--poll-secs", "0.3")
@@ -95,7 +95,21 @@ def test_resubmitted_until_done_and_crash_loop_gives_up(tmp_path):
     assert rows[f"{prefix}_crash"]["state"] == "failed" and rows[f"{prefix}_crash"]["attempts"] == 2
 
 
-def test_cancel_marks_abandoned_and_stops_the_job(tmp_path):
+def test_a_job_that_completes_without_its_termination_rule_is_not_resubmitted_forever(tmp_path):
+    """A finished training whose termination rule never matches (a typo'd termination_str, a wrong message):
+    every attempt loads the last checkpoint and exits 0 at the same iteration. Bounded like a crash loop."""
+    prefix = write_campaign(tmp_path, """
+        echo "loading checkpoint at iteration 800"; echo " iteration      800/     800 | lm loss: 1.9"
+        echo "training already finished"
+        """, extra="max_failures: 3\n")
+    result = run_orch(tmp_path, "build-and-run", "campaign.yaml", "--scheduler", "local", "--poll-secs", "0.3")
+    assert result.returncode == 1, result.stdout
+    assert "no progress since the previous attempt" in result.stdout and "1 failed" in result.stdout
+    # The first attempt got from nothing to iteration 800; the next three got nowhere.
+    assert status(tmp_path)[f"{prefix}_0"]["attempts"] == 4
+
+
+def test_cancel_is_durable_across_restarts_until_retried(tmp_path):
     prefix = write_campaign(tmp_path, """
         echo "started"; sleep 120
         """)
@@ -103,14 +117,25 @@ def test_cancel_marks_abandoned_and_stops_the_job(tmp_path):
     monitor = start_orch(tmp_path, "run", "campaign.yaml", "--scheduler", "local", "--poll-secs", "0.3")
     try:
         wait_for(lambda: "-> running" in console(tmp_path), 30, what="job running")
-        cancelled = run_orch(tmp_path, "cancel", "campaign.yaml", "--scheduler", "local")
-        assert cancelled.returncode == 0 and "1 submissions cancelled" in cancelled.stdout
-        assert monitor.wait(30) == 1  # the monitor does not resubmit it; the run ends "not all done"
+        # No --scheduler: the campaign's monitor submitted to the local backend, and cancel knows it.
+        cancelled = run_orch(tmp_path, "cancel", "campaign.yaml")
+        assert cancelled.returncode == 0 and "1 submissions cancelled in local" in cancelled.stdout, cancelled.stdout
+        assert monitor.wait(30) == 0  # not resubmitted; a user's cancel is not a failure of the campaign
     finally:
         if monitor.poll() is None:
             monitor.kill()
-    rows = status(tmp_path)
-    assert rows[f"{prefix}_0"]["state"] == "abandoned" and rows[f"{prefix}_0"]["attempts"] == 1
+    row = status(tmp_path)[f"{prefix}_0"]
+    assert row["state"] == "cancelled" and row["attempts"] == 1
+    assert row["reason"].startswith("cancelled by ") and "@" in row["reason"]  # who, where and when
+    # A restart (a login-node reboot) leaves it cancelled: nothing would be submitted, nothing is.
+    dry = run_orch(tmp_path, "run", "campaign.yaml", "--dry")
+    assert "stays cancelled" in dry.stdout and "0 of 1 jobs would be submitted" in dry.stdout
+    again = run_orch(tmp_path, "run", "campaign.yaml", "--poll-secs", "0.3")
+    assert again.returncode == 0 and "submitted" not in again.stdout and "1 cancelled by the user" in again.stdout
+    assert status(tmp_path)[f"{prefix}_0"]["attempts"] == 1
+    # Until the user says otherwise.
+    retry = run_orch(tmp_path, "run", "campaign.yaml", "--dry", "--retry-cancelled")
+    assert "1 of 1 jobs would be submitted" in retry.stdout
 
 
 def test_status_before_any_run(tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor_campaign import console, run_orch, start_orch, status, submissions, wait_for, write_campaign
+from monitor_campaign import campaign_state, console, run_orch, start_orch, status, submissions, wait_for, write_campaign
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -80,7 +80,7 @@ def test_sigkill_between_sbatch_and_id_write_never_submits_twice(slurm_cluster, 
     finally:
         if monitor.poll() is None:
             monitor.kill()
-    db = sqlite3.connect(tmp_path / ".orch" / "state.db")
+    db = sqlite3.connect(campaign_state(tmp_path) / "state.db")
     ids = dict(db.execute("SELECT job, scheduler_id FROM attempts"))
     assert ids[f"{prefix}1"] is None  # the intent was stored, the id never was
     assert ids[f"{prefix}0"] is not None

@@ -15,13 +15,13 @@ import pytest
 from orchestrator.errors import UserError
 from orchestrator.job_state import JobState, TransitionError
 from orchestrator.monitor.lifecycle import view_of
-from orchestrator.state import StateStore, acquire_monitor_lock, state_dir
+from orchestrator.state import StateStore, acquire_monitor_lock
 
 
-def test_schema_is_created_in_dot_orch_with_wal(tmp_path):
-    store = StateStore.open(tmp_path)
-    assert (tmp_path / ".orch" / "state.db").exists()
-    mode = sqlite3.connect(tmp_path / ".orch" / "state.db").execute("PRAGMA journal_mode").fetchone()[0]
+def test_schema_is_created_in_the_campaign_folder_with_wal(tmp_path):
+    store = StateStore.open(tmp_path / "c")
+    assert (tmp_path / "c" / "state.db").exists()
+    mode = sqlite3.connect(tmp_path / "c" / "state.db").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
     store.ensure_jobs(["a", "b"])
     store.ensure_jobs(["a"])  # idempotent
@@ -33,7 +33,7 @@ def test_intent_is_durable_before_the_id(tmp_path):
     store.ensure_jobs(["a"])
     attempt = store.record_intent("a")
     # Another connection (another process, a restarted monitor) sees the intent at once.
-    other = StateStore(state_dir(tmp_path) / "state.db")
+    other = StateStore(tmp_path / "state.db")
     view = view_of(other.job("a"))
     assert view.pending_intent and view.scheduler_id is None
     store.record_submitted(attempt, "4242")

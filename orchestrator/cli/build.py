@@ -33,9 +33,10 @@ def build_campaign(args: argparse.Namespace) -> int:
     if generated:
         print(f"{generated} generated file(s) written (data mixtures)")
     result = build_scripts(jobs, rendered)
+    from orchestrator.cli.common import campaign_state_dir
     from orchestrator.state.builds import record_build
 
-    record_build(result.digests)  # what `orch plan --diff` compares with
+    record_build(result.digests, campaign_state_dir(args.config, jobs))  # what `orch plan --diff` compares with
     for warning in result.warnings:
         print(f"orch: {warning}", file=sys.stderr)
     print(f"{len(jobs)} jobs: {result.written} scripts written, {result.unchanged} unchanged")

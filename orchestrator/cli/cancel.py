@@ -3,15 +3,20 @@
 Finds the submissions by the ids in the store and, in the queue, by job name AND batch script (so jobs
 submitted by an earlier AutoExperiment or orch run without a store are found too, and another campaign's
 jobs of the same names never are: see orchestrator/monitor/ownership.py), cancels them with one command,
-and marks the jobs `abandoned`, which a running monitor respects. A later `orch run` starts them again.
+and marks the jobs `cancelled`, with who cancelled them and when. A running monitor respects that, and so does
+every later `orch run` (a login-node reboot undoes nothing) until `orch run --retry-cancelled`. Without
+`--scheduler`, the backend the campaign's monitor submitted to is used.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import socket
+import time
 from collections.abc import Iterable, Mapping
 
-from orchestrator.cli.common import add_job_selection_arguments, selected_jobs
+from orchestrator.cli.common import add_job_selection_arguments, campaign_state_dir, selected_jobs
 from orchestrator.cli.run import add_scheduler_argument, make_scheduler
 from orchestrator.jobs import Job
 from orchestrator.scheduler.base import Observation
@@ -24,6 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=handle_cancel)
 
 
+def cancelled_by() -> str:
+    """`user@host at time`: who cancelled, shown by `orch status`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown user"
+    return f"{user}@{socket.gethostname()} at {time.strftime('%Y-%m-%d %H:%M:%S')}"
+
+
 def handle_cancel(args: argparse.Namespace) -> int:
     from orchestrator.job_state import JobState
     from orchestrator.scheduler.base import SchedulerUnavailable
@@ -31,29 +45,35 @@ def handle_cancel(args: argparse.Namespace) -> int:
 
     jobs = selected_jobs(args)
     names = [job.name for job in jobs]
-    scheduler = make_scheduler(args.scheduler)
-    store = StateStore.open(".")
+    directory = campaign_state_dir(args.config, jobs)
+    scheduler = make_scheduler(args.scheduler, directory)
+    store = StateStore.open(directory)
+    reason = f"cancelled by {cancelled_by()} (`orch cancel`)"
     try:
         store.ensure_jobs(names)
         records = store.jobs(names)
-        # Abandon first: a monitor that sees the cancelled submissions leave the queue must not resubmit them.
+        # Cancel in the store first: a monitor that sees the submissions leave the queue must not resubmit them.
+        marked = 0
         for name, record in records.items():
-            if not record.state.is_terminal:
-                store.set_state(name, JobState.ABANDONED, "cancelled by `orch cancel`")
-                store.log_event(name, "cancelled", "cancelled by `orch cancel`")
+            if record.state not in (JobState.DONE, JobState.CANCELLED):
+                store.set_state(name, JobState.CANCELLED, reason)
+                store.log_event(name, "cancelled", reason)
+                marked += 1
         recorded = {r.current.scheduler_id: r.name for r in records.values() if r.current and r.current.scheduler_id}
         try:
             found = scheduler.query(list(recorded), names)
             active = sorted(campaign_submissions(found.values(), recorded, {job.name: job for job in jobs}))
             scheduler.cancel(active)
         except SchedulerUnavailable as error:
-            print(f"orch: the scheduler did not answer ({error}); the jobs are marked abandoned, "
-                  "run `orch cancel` again to cancel their submissions")
+            print(f"orch: {scheduler.name} did not answer ({error}); the jobs are marked cancelled, run `orch cancel` "
+                  "again to cancel their submissions" + ("" if args.scheduler else
+                                                         " (--scheduler names the backend if this is the wrong one)"))
             return 1
     finally:
         store.close()
-    print(f"{len(jobs)} jobs marked abandoned; {len(active)} submissions cancelled"
-          + (f": {' '.join(active)}" if active else ""))
+    print(f"{marked} of {len(jobs)} jobs marked cancelled (done ones stay done); {len(active)} submissions cancelled"
+          + (f" in {scheduler.name}: {' '.join(active)}" if active else "")
+          + "; `orch run --retry-cancelled` runs them again")
     return 0
 
 

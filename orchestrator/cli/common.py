@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from orchestrator.errors import UserError
 from orchestrator.jobs import Job
@@ -33,6 +35,18 @@ def selected_jobs(args: argparse.Namespace) -> list[Job]:
     from orchestrator.config import load_jobs
 
     return load_jobs(args.config, fixes=args.fixes, filters=args.filters, typed_fixes=args.typed_fixes)
+
+
+def campaign_state_dir(config: str, jobs: list[Job] | None = None) -> Path:
+    """The campaign's own state folder (per config, see `state.campaign`); an older folder-wide store that
+    holds these jobs moves there first."""
+    from orchestrator.state.campaign import campaign_dir, migrate_legacy_store
+
+    directory = campaign_dir(config)
+    if jobs is not None and migrate_legacy_store(directory, [job.name for job in jobs]):
+        print(f"orch: moved this folder's .orch/state.db (an older orch's, one per folder) to {directory}: "
+              "each config now has its own state", file=sys.stderr)
+    return directory
 
 
 def require_matplotlib() -> None:

@@ -19,10 +19,9 @@ from orchestrator.render.write import content_digest
 SHOWN = 20  # names listed per section; the counts are always whole
 
 
-def _old_script(job: Job, digest: str) -> str | None:
+def _old_script(job: Job, digest: str, directory: Path) -> str | None:
     """The script as it was built: the file on disk while it still has that content, else a kept copy."""
     from orchestrator.accounting.provenance import kept_script
-    from orchestrator.state.store import state_dir
 
     try:
         content = Path(job.sbatch_script).read_bytes()
@@ -30,14 +29,14 @@ def _old_script(job: Job, digest: str) -> str | None:
             return content.decode(errors="replace")
     except OSError:
         pass
-    return kept_script(state_dir("."), digest)
+    return kept_script(directory, digest)
 
 
-def _running_scripts(jobs: list[Job]) -> dict[str, str]:
+def _running_scripts(jobs: list[Job], directory: Path) -> dict[str, str]:
     """Jobs with a submission in the queue -> the hash of the script it was submitted with."""
     from orchestrator.state import StateStore
 
-    store = StateStore.open_existing(".")
+    store = StateStore.open_existing(directory)
     if store is None:
         return {}
     try:
@@ -60,10 +59,14 @@ def print_diff(args: argparse.Namespace, jobs: list[Job]) -> int:
     from orchestrator.render import render_job
     from orchestrator.state.builds import read_manifest
 
-    manifest = read_manifest(".")
+    from orchestrator.cli.common import campaign_state_dir
+
+    directory = campaign_state_dir(args.config, jobs)
+    manifest = read_manifest(directory)
     if manifest is None:
-        raise UserError("nothing was built here yet (no .orch/build.json): `orch build` records what --diff compares with")
-    running = _running_scripts(jobs)
+        raise UserError(f"{args.config} was not built here yet (no build.json in {directory}): `orch build` records "
+                        "what --diff compares with")
+    running = _running_scripts(jobs, directory)
     new, changed, changed_running = [], [], []
     rendered: dict[str, str] = {}
     for job in jobs:
@@ -85,7 +88,7 @@ def print_diff(args: argparse.Namespace, jobs: list[Job]) -> int:
         if job is None:
             raise UserError(f"no job named {args.show!r} (see `orch plan {args.config}` for the names)")
         built = manifest.get(job.name)
-        old = _old_script(job, built) if built else ""
+        old = _old_script(job, built, directory) if built else ""
         if old is None:
             raise UserError(f"{job.name}: the script built last ({built[:12]}) is no longer on disk or kept under .orch/")
         sys.stdout.writelines(difflib.unified_diff(old.splitlines(keepends=True),

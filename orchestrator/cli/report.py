@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from orchestrator.cli.common import (
+    campaign_state_dir,
     add_job_selection_arguments,
     non_negative_int,
     positive_flops,
@@ -36,7 +37,7 @@ def run_report(args: argparse.Namespace) -> int:
     from orchestrator.state import StateStore
 
     jobs = selected_jobs(args)
-    store = StateStore.open_existing(".")
+    store = StateStore.open_existing(campaign_state_dir(args.config, jobs))
     try:
         page = build_report(args.config, jobs, store, FitSettings(args.bootstrap, args.seed, tuple(args.budget),
                                                                   args.irreducible))

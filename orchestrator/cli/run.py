@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from orchestrator.cli.check import add_check_arguments, check_rendered
-from orchestrator.cli.common import add_job_selection_arguments, selected_jobs
+from orchestrator.cli.common import add_job_selection_arguments, campaign_state_dir, selected_jobs
 from orchestrator.errors import UserError
 from orchestrator.jobs import Job
 
@@ -52,8 +52,9 @@ def _positive_float(text: str) -> float:
 
 
 def add_scheduler_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scheduler", choices=("auto", "slurm", "local"), default="auto",
-                        help="where jobs run (auto: slurm when sbatch is on PATH, else local)")
+    parser.add_argument("--scheduler", choices=("auto", "slurm", "local"), default=None,
+                        help="where jobs run (default: where this campaign's jobs were submitted before, else auto: "
+                             "slurm when sbatch is on PATH, else local)")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,16 +77,47 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--confirm-above", type=float, metavar="GPU_HOURS", default=DEFAULT_CONFIRM_ABOVE,
                         help=f"ask before submitting when the estimate exceeds this (default {DEFAULT_CONFIRM_ABOVE:g})")
     parser.add_argument("-y", "--yes", action="store_true", help="do not ask (for scripts and cron)")
+    parser.add_argument("--retry-cancelled", action="store_true",
+                        help="run the jobs `orch cancel` cancelled again (otherwise they stay cancelled)")
     parser.add_argument("--filter-cmd", metavar="CMD",
                         help="keep only the jobs for which CMD, formatted with the job's values ({name}, {lr}), "
                              "exits 0 (AutoExperiment's --filter-cmd; run once per job at start-up)")
 
 
-def make_scheduler(choice: str):
-    """The backend for `--scheduler` (the selection rules live in orchestrator.scheduler.select)."""
+def make_scheduler(choice: str | None, directory: Path | None = None):
+    """The backend for `--scheduler`; without one, the backend the campaign (state in `directory`) was
+    submitted to, else `auto` (the selection rules live in orchestrator.scheduler.select)."""
     from orchestrator.scheduler.select import select_scheduler
 
-    return select_scheduler(choice)
+    return select_scheduler(choice or remembered_scheduler(directory) or "auto")
+
+
+def remembered_scheduler(directory: Path | None) -> str | None:
+    """The backend this campaign's monitor last submitted to (kept in its store), if any."""
+    from orchestrator.state import StateStore
+
+    store = StateStore.open_existing(directory) if directory is not None else None
+    if store is None:
+        return None
+    try:
+        return store.campaign_value("scheduler")
+    finally:
+        store.close()
+
+
+def _check_auto_scheduler_answers(scheduler, choice: str | None, remembered: str | None) -> None:
+    """`auto` picked Slurm because sbatch is on PATH: if Slurm does not answer at all, say so and stop, instead
+    of backing off forever (a chosen or remembered Slurm is waited for: it may be down for maintenance)."""
+    from orchestrator.scheduler.base import SchedulerUnavailable
+
+    if scheduler.name != "slurm" or choice not in (None, "auto") or remembered is not None:
+        return
+    try:
+        scheduler.query([], [])
+    except SchedulerUnavailable as error:
+        raise UserError(f"--scheduler auto chose slurm (sbatch is on PATH) but it does not answer: "
+                        f"{str(error).splitlines()[0][:200]}; run with --scheduler local to run the jobs on this "
+                        "machine, or --scheduler slurm to wait for Slurm") from None
 
 
 def handle_build_and_run(args: argparse.Namespace) -> int:
@@ -118,11 +150,13 @@ def handle_run(args: argparse.Namespace) -> int:
     if not jobs:
         criteria = " ".join([*args.filters, *([f"--filter-cmd {args.filter_cmd!r}"] if args.filter_cmd else [])])
         raise UserError(f"{args.config}: no job matches the filters {criteria}")
-    if args.dry:
-        if all(Path(job.sbatch_script).exists() for job in jobs):
-            print(f"orch: {cost_line(jobs)[0]}")
-        return dry_run(jobs, make_scheduler(args.scheduler), args.max_jobs)
+    directory = campaign_state_dir(args.config, jobs)
     missing = [job.sbatch_script for job in jobs if not Path(job.sbatch_script).exists()]
+    if args.dry:
+        if not missing:
+            print(f"orch: {cost_line(jobs, directory)[0]}")
+        return dry_run(jobs, make_scheduler(args.scheduler, directory), args.max_jobs, directory,
+                       args.retry_cancelled)
     if missing:
         raise UserError(f"{len(missing)} sbatch script(s) not built, first {missing[0]}: "
                         f"run `orch build {args.config}` first, or use `orch build-and-run`")
@@ -131,19 +165,26 @@ def handle_run(args: argparse.Namespace) -> int:
 
     from orchestrator.accounting.provenance import campaign_provenance
     from orchestrator.monitor.loop import Monitor, MonitorOptions, default_poll_secs
-    from orchestrator.state import StateStore, acquire_monitor_lock, state_dir
+    from orchestrator.state import StateStore, acquire_monitor_lock
 
-    with acquire_monitor_lock("."):
-        confirm_cost(jobs, args)
-        scheduler = make_scheduler(args.scheduler)
-        log_handlers = _start_logging(state_dir(".") / "monitor.log", args.verbose)
-        store = StateStore.open(".")
+    with acquire_monitor_lock(directory):
+        confirm_cost(jobs, args, directory)
+        remembered = remembered_scheduler(directory)
+        scheduler = make_scheduler(args.scheduler, directory)
+        _check_auto_scheduler_answers(scheduler, args.scheduler, remembered)
+        log_handlers = _start_logging(directory / "monitor.log", args.verbose)
+        store = StateStore.open(directory)
+        if remembered is not None and remembered != scheduler.name:
+            print(f"orch: this campaign's jobs were submitted to {remembered} before; now to {scheduler.name} "
+                  "(--scheduler): jobs still in the other one are not seen", file=sys.stderr)
+        store.set_campaign_value("scheduler", scheduler.name)  # cancel, status and the next run use it
         options = MonitorOptions(
             poll_secs=args.poll_secs or default_poll_secs(jobs),
             max_jobs=args.max_jobs,
             max_start_attempts=args.max_start_attempts,
             probe_workers=args.probe_workers,
             budget_gpu_hours=args.budget,
+            retry_cancelled=args.retry_cancelled,
         )
         provenance = campaign_provenance(args.config, args.fixes, args.typed_fixes, args.filters, args.filter_cmd)
         monitor = Monitor(jobs, scheduler, store, options, provenance=provenance)
@@ -158,21 +199,22 @@ def handle_run(args: argparse.Namespace) -> int:
             _stop_logging(log_handlers)
 
 
-def cost_line(jobs: list[Job]) -> tuple[str, float]:
+def cost_line(jobs: list[Job], directory: Path) -> tuple[str, float]:
     """One line on what the jobs not yet done may cost and what was spent, and the GPU-hours to come."""
     from orchestrator.accounting.estimate import estimate_job
     from orchestrator.accounting.ledger import attempt_gpu_hours
     from orchestrator.job_state import JobState
     from orchestrator.state import StateStore
 
-    store = StateStore.open_existing(".")
+    store = StateStore.open_existing(directory)
     try:
         records = store.jobs([job.name for job in jobs]) if store else {}
         spent = sum(attempt_gpu_hours(a, time.time()) for a in store.attempts()) if store else 0.0
     finally:
         if store is not None:
             store.close()
-    to_run = [job for job in jobs if not (job.name in records and records[job.name].state == JobState.DONE)]
+    finished = (JobState.DONE, JobState.CANCELLED)
+    to_run = [job for job in jobs if not (job.name in records and records[job.name].state in finished)]
     estimates = [estimate_job(job, Path(job.sbatch_script).read_text(errors="replace")) for job in to_run]
     estimate = sum(e.gpu_hours for e in estimates)
     unbounded = sum(e.unbounded for e in estimates)
@@ -182,9 +224,9 @@ def cost_line(jobs: list[Job]) -> tuple[str, float]:
     return line, estimate
 
 
-def confirm_cost(jobs: list[Job], args: argparse.Namespace) -> None:
+def confirm_cost(jobs: list[Job], args: argparse.Namespace, directory: Path | None = None) -> None:
     """Print the estimate; above --confirm-above ask on a terminal, refuse without one (unless --yes)."""
-    line, estimate = cost_line(jobs)
+    line, estimate = cost_line(jobs, directory or campaign_state_dir(args.config))
     print(f"orch: {line}", flush=True)
     if args.yes or estimate <= args.confirm_above:
         return
@@ -197,12 +239,14 @@ def confirm_cost(jobs: list[Job], args: argparse.Namespace) -> None:
         raise UserError("not confirmed: nothing submitted")
 
 
-def dry_run(jobs: list[Job], scheduler, max_jobs: int | None = None) -> int:
+def dry_run(jobs: list[Job], scheduler, max_jobs: int | None, directory: Path, retry_cancelled: bool = False) -> int:
     """What the first cycle would do, with no submission, no cancel and no store write."""
+    from orchestrator.job_state import JobState
     from orchestrator.monitor.ownership import is_campaign_submission
     from orchestrator.monitor.probe_runner import run_flag_command
     from orchestrator.monitor.probes import OutputWatcher
     from orchestrator.scheduler.base import SchedulerUnavailable
+    from orchestrator.state import StateStore
 
     by_name = {job.name: job for job in jobs}
     try:
@@ -211,10 +255,23 @@ def dry_run(jobs: list[Job], scheduler, max_jobs: int | None = None) -> int:
     except SchedulerUnavailable as error:
         print(f"scheduler unavailable ({error}): the queue was not checked")
         in_queue = {}
+    store = StateStore.open_existing(directory)
+    try:
+        records = store.jobs(list(by_name)) if store is not None else {}
+    finally:
+        if store is not None:
+            store.close()
+    unbuilt = {job.name for job in jobs if not Path(job.sbatch_script).exists()}
+    if unbuilt:
+        print(f"{len(unbuilt)} of {len(jobs)} script(s) not built yet: `orch build` first (or `orch build-and-run`); "
+              "below, 'would submit' means after that build")
     watcher = OutputWatcher()
     would_submit = 0
     for job in jobs:
-        if watcher.facts(job.output_file, job.termination_str).termination_matched:
+        record = records.get(job.name)
+        if record is not None and record.state == JobState.CANCELLED and not retry_cancelled:
+            verdict = f"cancelled ({record.reason}): stays cancelled (--retry-cancelled runs it again)"
+        elif watcher.facts(job.output_file, job.termination_str).termination_matched:
             verdict = "done (termination_str found in output)"
         elif job.termination_cmd and run_flag_command(job.termination_cmd, job.probe_timeout_secs).flag:
             verdict = "done (termination_cmd printed 1)"
@@ -227,10 +284,11 @@ def dry_run(jobs: list[Job], scheduler, max_jobs: int | None = None) -> int:
         elif max_jobs is not None and len(in_queue) + would_submit >= max_jobs:
             verdict = f"ready, waits for a free slot (--max-jobs {max_jobs})"
         else:
-            verdict = f"would submit: {job.cmd}"
+            verdict = ("would submit after `orch build`: " if job.name in unbuilt else "would submit: ") + job.cmd
             would_submit += 1
         print(f"{job.name}: {verdict}")
-    print(f"dry run: {would_submit} of {len(jobs)} jobs would be submitted now; nothing was submitted")
+    print(f"dry run: {would_submit} of {len(jobs)} jobs would be submitted now"
+          + (f" ({len(unbuilt)} once built)" if unbuilt else "") + "; nothing was submitted")
     return 0
 
 

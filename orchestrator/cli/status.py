@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from orchestrator.cli.common import add_job_selection_arguments, selected_jobs
+from orchestrator.cli.common import add_job_selection_arguments, campaign_state_dir, selected_jobs
 from orchestrator.errors import UserError
 
 TAIL_BYTES = 4096
@@ -52,7 +52,7 @@ def status_rows(jobs, store, now: float) -> list[dict[str, Any]]:
         attempts = [a for a in attempts_by_job.get(job.name, []) if a.scheduler_id]
         spend = job_spend(attempts, now)
         state = record.state.value if record else "waiting"
-        done = record is not None and record.state == JobState.DONE
+        done = record is not None and record.state in (JobState.DONE, JobState.CANCELLED)  # nothing more to spend
         open_attempt = next((a for a in attempts if a.ended_at is None), None)
         rows.append({
             "name": job.name,
@@ -156,7 +156,7 @@ def status_table(title: str, rows: list[dict[str, Any]], width: int):
     for column, size in fixed.items():
         table.add_column(column, no_wrap=True, width=size, justify="right" if column in ("tries", "GPU-h") else "left")
     table.add_column("last output line", no_wrap=True, overflow="ellipsis", width=max(1, room - name_width))
-    colours = {"done": "green", "failed": "red", "abandoned": "yellow", "running": "cyan"}
+    colours = {"done": "green", "failed": "red", "abandoned": "yellow", "cancelled": "magenta", "running": "cyan"}
     for row in rows:
         state = row["state"]
         # Job names and log lines are text, never markup: `[after training is done]` must show as it is.
@@ -175,10 +175,10 @@ def attention_lines(rows: list[dict[str, Any]], limit: int = 10) -> list[str]:
     return (["needs attention:"] + lines) if lines else []
 
 
-def _collect(jobs) -> tuple[list[dict[str, Any]], bool]:
+def _collect(jobs, directory) -> tuple[list[dict[str, Any]], bool]:
     from orchestrator.state import StateStore
 
-    store = StateStore.open_existing(".")
+    store = StateStore.open_existing(directory)
     try:
         return status_rows(jobs, store, time.time()), store is not None
     finally:
@@ -200,7 +200,8 @@ def handle_status(args: argparse.Namespace) -> int:
     jobs = selected_jobs(args)
     if args.history:
         return print_history(args, jobs)
-    rows, has_store = _collect(jobs)
+    directory = campaign_state_dir(args.config, jobs)
+    rows, has_store = _collect(jobs, directory)
     if args.json:
         print(json.dumps({"jobs": rows, "totals": totals(rows)}, indent=2))
         return 0
@@ -216,7 +217,7 @@ def handle_status(args: argparse.Namespace) -> int:
         try:
             while True:
                 time.sleep(max(0.2, args.interval))
-                rows, has_store = _collect(jobs)
+                rows, has_store = _collect(jobs, directory)
                 live.update(_render(args, rows, has_store, console.width), refresh=True)
         except KeyboardInterrupt:
             return 0
@@ -229,9 +230,9 @@ def print_history(args: argparse.Namespace, jobs) -> int:
 
     if not any(job.name == args.history for job in jobs):
         raise UserError(f"no job named {args.history!r} in {args.config}")
-    store = StateStore.open_existing(".")
+    store = StateStore.open_existing(campaign_state_dir(args.config, jobs))
     if store is None:
-        print(f"{args.history}: never submitted (no monitor has run here)")
+        print(f"{args.history}: never submitted (no monitor has run for {args.config})")
         return 0
     try:
         attempts = store.attempts(args.history)

@@ -62,6 +62,8 @@ class JobView:
     """Output size when the current run began: earlier text (other attempts, Slurm's lines) is not its own."""
     cancelled_for: str | None = None
     """The monitor cancelled the current attempt: `CANCELLED_FROZEN` or `CANCELLED_FAIL_REGEX`."""
+    end_progress: str | None = None
+    """The progress mark (see `Job.progress_mark_regex`) the previous attempt ended at."""
 
 
 def view_of(record: JobRecord) -> JobView:
@@ -79,6 +81,7 @@ def view_of(record: JobRecord) -> JobView:
         run_start=record.run_start,
         run_output_offset=record.run_output_offset,
         cancelled_for=current.cancel_reason if current else None,
+        end_progress=record.end_progress,
     )
 
 
@@ -148,6 +151,8 @@ class EndAttempt:
     elapsed_secs: float | None = None
     """The scheduler's figure for how long it ran (the spend ledger)."""
     gpus: int | None = None
+    progress: str | None = None
+    """The progress mark the run ended at (kept: the next ending is compared with it)."""
 
 
 @dataclass(frozen=True)
@@ -343,8 +348,14 @@ def _decide_left_queue(job: Job, view: JobView, facts: Facts, observation: Obser
                        done_reason: str) -> list[Action]:
     failed_run = job.fail_regex and facts.output.fail_at >= view.run_output_offset
     failure = not done and (is_failed_ending(observation) or view.cancelled_for is not None or bool(failed_run))
-    actions: list[Action] = [EndAttempt(observation.state.value, observation.exit_code, failure,
-                                        observation.elapsed_secs, observation.gpus)]
+    progress = run_progress(facts.output, view.run_output_offset)
+    # A clean ending without the termination rule is a continuation (a segment that saved and exited) only if
+    # the run got further than the previous one; otherwise the job would be resubmitted forever.
+    idle = not done and not failure and observation.state == SchedulerState.COMPLETED and (
+        progress is None or progress == view.end_progress)
+    actions: list[Action] = [EndAttempt(observation.state.value, observation.exit_code, failure or idle,
+                                        observation.elapsed_secs, observation.gpus,
+                                        progress if progress is not None else view.end_progress)]
     if done:
         return actions + [MarkDone(done_reason)]
     ending = f"{observation.scheduler_id} ended {observation.state.value}" + (
@@ -353,6 +364,10 @@ def _decide_left_queue(job: Job, view: JobView, facts: Facts, observation: Obser
         ending += f" (cancelled by orch: {view.cancelled_for})"
     elif failed_run:
         ending += f" (fail_regex matched: {facts.output.fail_line!r})"
+    elif idle:
+        ending += (" with no progress since the previous attempt (" + (
+            f"still at {progress!r}" if progress is not None else "no progress line in its output") + ")")
+        failure = True
     if failure:
         failures = view.consecutive_failures + 1
         if failures >= job.max_failures:
@@ -363,6 +378,11 @@ def _decide_left_queue(job: Job, view: JobView, facts: Facts, observation: Obser
     resubmit_view = JobView(name=view.name, state=JobState.WAITING, consecutive_failures=view.consecutive_failures,
                             start_attempts=view.start_attempts, start_ready=False)
     return actions + _decide_waiting(job, resubmit_view, facts, resubmit_after=ending)
+
+
+def run_progress(output: OutputFacts, run_offset: int) -> str | None:
+    """The last progress mark the current run printed (None: none in this run)."""
+    return output.progress if output.progress is not None and output.progress_at >= run_offset else None
 
 
 def _state_for(state: SchedulerState) -> JobState:

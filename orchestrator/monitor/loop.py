@@ -21,7 +21,7 @@ from typing import Callable
 from orchestrator.accounting.estimate import JobEstimate, estimate_job
 from orchestrator.accounting.ledger import committed_gpu_hours
 from orchestrator.accounting.provenance import CampaignProvenance, keep_script
-from orchestrator.job_state import JobState
+from orchestrator.job_state import RE_EVALUATED_STATES, JobState
 from orchestrator.jobs import Job
 from orchestrator.monitor.lifecycle import (
     Action,
@@ -79,6 +79,8 @@ class MonitorOptions:
     limit_retry_secs: float = DEFAULT_LIMIT_RETRY_SECS
     budget_gpu_hours: float | None = None
     """Submit nothing that could take the campaign's GPU-hours (spent + open attempts' limits) past this."""
+    retry_cancelled: bool = False
+    """Jobs the user cancelled are run again (otherwise a cancel outlives every restart)."""
 
 
 @dataclass(frozen=True)
@@ -152,10 +154,17 @@ class Monitor:
         names = [job.name for job in self.jobs]
         self.store.ensure_jobs(names)
         records = self.store.jobs(names)
+        retry = RE_EVALUATED_STATES | ({JobState.CANCELLED} if self.options.retry_cancelled else set())
+        cancelled = 0
         for name, record in records.items():
-            if record.state.is_terminal:
+            if record.state in retry:
                 self.store.set_state(name, JobState.WAITING, f"re-evaluated (was {record.state.value})")
                 self.store.update_job(name, consecutive_failures=0, start_attempts=0, start_ready=0)
+            elif record.state == JobState.CANCELLED:
+                cancelled += 1
+        if cancelled:
+            self._log(None, "cancelled", f"{cancelled} job(s) cancelled by the user stay cancelled "
+                                         "(`orch run --retry-cancelled` runs them again)")
         self._log(None, "start", f"monitoring {len(names)} jobs with {self.scheduler.name} "
                                  f"(poll {self.options.poll_secs:g}s, max jobs {self.options.max_jobs or 'unlimited'}, "
                                  f"{self.options.probe_workers} probe workers"
@@ -215,9 +224,11 @@ class Monitor:
         records = self.store.jobs([job.name for job in self.jobs])
         counts = Counter(record.state for record in records.values())
         line = (f"{len(records)} jobs: {counts[JobState.DONE]} done, {counts[JobState.FAILED]} failed, "
-                f"{counts[JobState.ABANDONED]} abandoned")
+                f"{counts[JobState.ABANDONED]} abandoned"
+                + (f", {counts[JobState.CANCELLED]} cancelled by the user" if counts[JobState.CANCELLED] else ""))
         self._log(None, "summary", line)
-        return 0 if counts[JobState.DONE] == len(records) else 1
+        # The user's own cancels are not a failure of the campaign.
+        return 0 if counts[JobState.DONE] + counts[JobState.CANCELLED] == len(records) else 1
 
     def _sleep_secs(self, report: CycleReport) -> float:
         if report.scheduler_known:
@@ -353,7 +364,7 @@ class Monitor:
             else:
                 self._out_since.setdefault(job.name, now)
         path = resolve_output_path(job.output_file, view.scheduler_id or record.last_scheduler_id, job.name)
-        output = (self._watcher.facts(path, job.termination_str, job.progress_regex, job.fail_regex)
+        output = (self._watcher.facts(path, job.termination_str, job.progress_mark_regex, job.fail_regex)
                   if path else OutputFacts())
         if known and not output.termination_matched:
             if termination_probe_due(job, view, record.last_termination_probe, now, self._needs_fresh_check(job.name)):
@@ -443,7 +454,8 @@ class Monitor:
                 old = self.store.set_state(name, action.to, action.reason, expected=state)
                 state = action.to
                 if old != action.to:
-                    kind = {JobState.DONE: "done", JobState.FAILED: "gave-up", JobState.ABANDONED: "gave-up"}.get(
+                    kind = {JobState.DONE: "done", JobState.FAILED: "gave-up", JobState.ABANDONED: "gave-up",
+                            JobState.CANCELLED: "cancelled"}.get(
                         action.to, "state")
                     level = logging.WARNING if action.to in (JobState.FAILED, JobState.ABANDONED) else logging.INFO
                     self._log(name, kind, f"{old.value} -> {action.to.value}: {action.reason}", level)
@@ -470,6 +482,7 @@ class Monitor:
                                            f"({action.observation.state.value}): {action.reason}")
             elif isinstance(action, EndAttempt):
                 self.store.end_attempt(name, action.final_state, action.exit_code, action.elapsed_secs, action.gpus)
+                self.store.update_job(name, end_progress=action.progress)
                 if action.failure:
                     self.store.bump(name, "consecutive_failures")
                 else:

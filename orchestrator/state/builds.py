@@ -1,4 +1,4 @@
-"""The build manifest (`.orch/build.json`): each job's script hash as `orch build` last wrote it.
+"""The build manifest (`build.json` in the campaign's state folder): each job's script hash as `orch build` last wrote it.
 
 `orch plan --diff` compares a new expansion with it: new jobs, jobs gone from the grid, and jobs whose
 script would change. Builds of a subset (filters) update their jobs' entries and keep the others.
@@ -11,26 +11,23 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from orchestrator.state.store import state_dir
-
 MANIFEST_NAME = "build.json"
 
 
-def read_manifest(workdir: str | Path = ".") -> dict[str, str] | None:
+def read_manifest(directory: Path) -> dict[str, str] | None:
     """{job name: sha256 of its built script}, or None when nothing was built here yet."""
     try:
-        data = json.loads((state_dir(workdir) / MANIFEST_NAME).read_text())
+        data = json.loads((directory / MANIFEST_NAME).read_text())
     except (OSError, ValueError):
         return None
     scripts = data.get("scripts") if isinstance(data, dict) else None
     return {str(k): str(v) for k, v in scripts.items()} if isinstance(scripts, dict) else None
 
 
-def record_build(digests: Mapping[str, str], workdir: str | Path = ".") -> None:
+def record_build(digests: Mapping[str, str], directory: Path) -> None:
     """Merge a build's hashes into the manifest (atomically: a crash leaves the old one whole)."""
-    merged = dict(read_manifest(workdir) or {})
+    merged = dict(read_manifest(directory) or {})
     merged.update(digests)
-    directory = state_dir(workdir)
     directory.mkdir(parents=True, exist_ok=True)
     temporary = directory / f".{MANIFEST_NAME}.{os.getpid()}.tmp"
     temporary.write_text(json.dumps({"scripts": merged}, separators=(",", ":")))

@@ -1,4 +1,4 @@
-"""One monitor per campaign directory: `.orch/monitor.lock`, held for the monitor's whole life.
+"""One monitor per campaign: `monitor.lock` in the campaign's state folder, held for the monitor's whole life.
 
 Two monitors on the same store would both submit the same jobs. filelock's OS-level lock is released
 by the kernel when the holder dies (even by SIGKILL), so a crashed monitor never blocks the next one.
@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.errors import UserError
-from orchestrator.state.store import state_dir
 
 LOCK_NAME = "monitor.lock"
 
@@ -28,11 +27,11 @@ class MonitorLock:
         self.release()
 
 
-def acquire_monitor_lock(workdir: str | Path = ".") -> MonitorLock:
-    """Take the campaign's monitor lock at once, or raise UserError naming the lock file."""
+def acquire_monitor_lock(directory: str | Path) -> MonitorLock:
+    """Take the campaign's monitor lock (in its state folder) at once, or raise UserError naming the lock file."""
     import filelock
 
-    directory = state_dir(workdir)
+    directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_NAME
     lock = filelock.FileLock(str(path))

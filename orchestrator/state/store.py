@@ -1,4 +1,4 @@
-"""The monitor's SQLite store (`.orch/state.db`): jobs, their submission attempts, and an event log.
+"""A campaign's SQLite store (`state.db` in its state folder, see `state.campaign`): jobs, their submission attempts, and an event log.
 
 Every write commits at once (autocommit), so a monitor killed at any instant leaves a store that
 says exactly what was done. The rule that makes restarts safe: an attempt row (the intent to
@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     reason TEXT NOT NULL DEFAULT '',
     updated_at REAL NOT NULL,
     run_start TEXT,
-    run_output_offset INTEGER NOT NULL DEFAULT 0
+    run_output_offset INTEGER NOT NULL DEFAULT 0,
+    end_progress TEXT
 );
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -56,6 +57,10 @@ CREATE TABLE IF NOT EXISTS attempts (
     provenance TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_open ON attempts(job) WHERE ended_at IS NULL;
+CREATE TABLE IF NOT EXISTS campaign (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL,
@@ -68,7 +73,7 @@ CREATE TABLE IF NOT EXISTS events (
 
 # Columns added after the first release: a store written by an older orch gains them when opened.
 _ADDED_COLUMNS = {
-    "jobs": {"run_start": "TEXT", "run_output_offset": "INTEGER NOT NULL DEFAULT 0"},
+    "jobs": {"run_start": "TEXT", "run_output_offset": "INTEGER NOT NULL DEFAULT 0", "end_progress": "TEXT"},
     "attempts": {"cancel_reason": "TEXT", "elapsed_secs": "REAL", "gpus": "INTEGER", "estimate_gpus": "INTEGER",
                  "estimate_hours": "REAL", "provenance": "TEXT"},
 }
@@ -79,6 +84,7 @@ class StateConflict(Exception):
 
 
 def state_dir(workdir: str | Path = ".") -> Path:
+    """The folder-wide `.orch/` (each campaign's own state lives below it: `state.campaign.campaign_dir`)."""
     return Path(workdir) / STATE_DIR_NAME
 
 
@@ -130,10 +136,12 @@ class JobRecord:
     """The scheduler's start time of the current attempt's current run; None until it is seen running."""
     run_output_offset: int = 0
     """Size of the output file when the current run began: what lies before it is not this run's."""
+    end_progress: str | None = None
+    """The progress mark the job's previous attempt ended at (a resubmission must get further)."""
 
 
 class StateStore:
-    """One campaign's store. Open it with `StateStore.open(workdir)`; safe to read from other processes."""
+    """One campaign's store. Open it with `StateStore.open(campaign_dir)`; safe to read from other processes."""
 
     def __init__(self, path: Path, clock=time.time) -> None:
         self.path = path
@@ -154,15 +162,16 @@ class StateStore:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     @classmethod
-    def open(cls, workdir: str | Path = ".", clock=time.time) -> StateStore:
-        directory = state_dir(workdir)
+    def open(cls, directory: str | Path, clock=time.time) -> StateStore:
+        """The store in `directory` (a campaign's state folder, `state.campaign.campaign_dir`), created if need be."""
+        directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         return cls(directory / DB_NAME, clock=clock)
 
     @classmethod
-    def open_existing(cls, workdir: str | Path = ".") -> StateStore | None:
-        """For readers (`orch status`): None when no monitor ever ran here."""
-        path = state_dir(workdir) / DB_NAME
+    def open_existing(cls, directory: str | Path) -> StateStore | None:
+        """For readers (`orch status`): None when no monitor ever ran for this campaign."""
+        path = Path(directory) / DB_NAME
         return cls(path) if path.exists() else None
 
     def close(self) -> None:
@@ -211,6 +220,7 @@ class StateStore:
                 last_scheduler_id=last_ids.get(row["name"]),
                 run_start=row["run_start"],
                 run_output_offset=row["run_output_offset"],
+                end_progress=row["end_progress"],
             )
         return records
 
@@ -235,7 +245,7 @@ class StateStore:
     def update_job(self, name: str, **fields: object) -> None:
         """Bookkeeping columns (counters, output fingerprint, probe times); never `state`."""
         allowed = {"consecutive_failures", "start_attempts", "start_ready", "output_fingerprint", "output_changed_at",
-                   "last_termination_probe", "last_start_probe"}
+                   "last_termination_probe", "last_start_probe", "end_progress"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"not a bookkeeping column: {sorted(unknown)}")
@@ -332,6 +342,17 @@ class StateStore:
         else:
             rows = self._db.execute("SELECT * FROM attempts WHERE job = ? ORDER BY id", (name,))
         return [_attempt(row) for row in rows]
+
+    # ------------------------------------------------------------ campaign facts
+
+    def campaign_value(self, key: str) -> str | None:
+        """A fact about the campaign as a whole (e.g. `scheduler`: the backend its jobs were submitted to)."""
+        row = self._db.execute("SELECT value FROM campaign WHERE key = ?", (key,)).fetchone()
+        return row["value"] if row else None
+
+    def set_campaign_value(self, key: str, value: str) -> None:
+        self._db.execute("INSERT INTO campaign(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                         (key, value))
 
     # ------------------------------------------------------------ events
 
