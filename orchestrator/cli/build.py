@@ -23,7 +23,7 @@ def build_campaign(args: argparse.Namespace) -> int:
     from orchestrator.render.generated import write_generated_files
     from orchestrator.render.write import build_scripts, render_all, script_path_clashes
 
-    jobs = selected_jobs(args)
+    jobs = selected_jobs(args, warn_unused_keys=True)
     clashes = script_path_clashes(jobs)
     if clashes:
         raise UserError(f"several jobs write the same script: {clashes[0]}; put {{name}} in `sbatch_script`")

@@ -72,7 +72,7 @@ def run_check(args: argparse.Namespace) -> int:
     from orchestrator.check import check_campaign, flags
     from orchestrator.render.write import render_all
 
-    jobs = selected_jobs(args)
+    jobs = selected_jobs(args, warn_unused_keys=True)
     rendered = render_all(jobs)
     options = check_options(args, jobs)
     problems = check_campaign(rendered, options)

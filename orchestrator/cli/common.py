@@ -31,10 +31,34 @@ def add_job_selection_arguments(parser: argparse.ArgumentParser, command_help: s
     )
 
 
-def selected_jobs(args: argparse.Namespace) -> list[Job]:
+def selected_jobs(args: argparse.Namespace, warn_unused_keys: bool = False) -> list[Job]:
+    """The config's jobs after fixes and filters. A key that nearly spells an orch key and that nothing reads
+    is an error (every command refuses the config); with `warn_unused_keys`, other unread keys are warned about."""
+    from orchestrator.check.keys import key_report, near_miss_message, unused_message
     from orchestrator.config import load_jobs
+    from orchestrator.render import template_words
 
-    return load_jobs(args.config, fixes=args.fixes, filters=args.filters, typed_fixes=args.typed_fixes)
+    jobs = load_jobs(args.config, fixes=args.fixes, filters=args.filters, typed_fixes=args.typed_fixes)
+    try:
+        text = Path(args.config).read_text(errors="replace")
+    except OSError:
+        text = ""
+    report = key_report(jobs, text + "\n".join([*args.fixes, *args.typed_fixes]), _words_or_nothing(template_words))
+    if report.near_misses:
+        raise UserError(near_miss_message(args.config, report.near_misses))
+    if warn_unused_keys and report.unused:
+        print(f"orch: {unused_message(args.config, report.unused)}", file=sys.stderr)
+    return jobs
+
+
+def _words_or_nothing(template_words):
+    """A missing template is reported by rendering, in its own words; here it just reads no keys."""
+    def words(path: str) -> frozenset[str]:
+        try:
+            return template_words(path)
+        except UserError:
+            return frozenset()
+    return words
 
 
 def campaign_state_dir(config: str, jobs: list[Job] | None = None) -> Path:

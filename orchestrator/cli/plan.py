@@ -115,7 +115,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    jobs = selected_jobs(args)
+    jobs = selected_jobs(args, warn_unused_keys=True)
     if args.diff:
         if args.json:
             raise UserError("--diff prints text; it does not combine with --json")

@@ -39,6 +39,27 @@ def _read_template_at(directory: str, path: str) -> str:
         raise UserError(f"cannot read template {path}: {error.strerror}") from None
 
 
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def template_words(path: str) -> frozenset[str]:
+    """Every identifier-like word of a template and, for Jinja2, of the `.j2` files beside it (which it may
+    include): the variables it may use, whatever its syntax."""
+    return _template_words_at(os.getcwd(), path)
+
+
+@lru_cache(maxsize=None)
+def _template_words_at(directory: str, path: str) -> frozenset[str]:
+    words = set(_WORD.findall(_read_template_at(directory, path)))
+    if not path.endswith(".j2"):
+        return frozenset(words)  # str.format templates include nothing
+    folder = (Path(directory) / path).parent
+    for sibling in folder.iterdir():
+        if sibling.suffix == ".j2" and sibling.is_file() and sibling.stat().st_size < 1 << 20:
+            words.update(_WORD.findall(sibling.read_text(encoding="utf-8", errors="replace")))
+    return frozenset(words)
+
+
 def _line_of(text: str, needle: str) -> int:
     offset = text.find(needle)
     return text.count("\n", 0, offset) + 1 if offset >= 0 else 0
