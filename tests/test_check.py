@@ -146,7 +146,7 @@ def test_cli_check_and_build_abort_before_writing_anything(tmp_path):
     (tmp_path / "c.yaml").write_text(CAMPAIGN.replace("--num-layers 2", "--num-layer 2"))
     built = orch("build", "c.yaml", cwd=tmp_path)
     assert built.returncode == 2 and "Traceback" not in built.stderr
-    assert "job a_TRAIN: unknown flag --num-layer (did you mean --num-layers?)" in built.stderr
+    assert "2 jobs (e.g. a_TRAIN): unknown flag --num-layer (did you mean --num-layers?)" in built.stderr
     assert not (tmp_path / "scripts").exists() and not (tmp_path / ".orch").exists()
     assert orch("build", "c.yaml", "--no-check", cwd=tmp_path).returncode == 0
     ran = orch("run", "c.yaml", "--scheduler", "local", "--yes", cwd=tmp_path)
@@ -234,3 +234,54 @@ def test_a_schema_file_of_another_release_replaces_the_shipped_one(tmp_path):
         "unknown flag --lr"]  # in the shipped schema --lr exists: this one was used
     with pytest.raises(UserError, match="--flag-schema .*nope.json: cannot read it"):
         flags.load_schema("megatron-lm", None, str(tmp_path / "nope.json"))
+
+
+# -- Megatron's start-up arithmetic, problems grouped by cause ----------------------------------------------------
+def test_parallelism_rules_at_the_jobs_world_size():
+    from orchestrator.check.parallelism import parallelism_problems
+
+    base = ["--micro-batch-size", "8", "--global-batch-size", "128", "--num-attention-heads", "18",
+            "--hidden-size", "1152", "--num-layers", "24"]
+    assert parallelism_problems(base, 16) == []
+    (batch,) = parallelism_problems(base, 32)  # 8 x 32 = 256 does not divide 128
+    assert batch.startswith("global batch size (128) is not divisible by micro batch size (8) times data parallel")
+    assert parallelism_problems([*base, "--rampup-batch-size", "16", "16", "1000"], 32) == []
+    assert parallelism_problems([*base, "--global-batch-size", "$GBS"], 32) == []  # known only at run time
+    (world,) = parallelism_problems([*base, "--tensor-model-parallel-size", "4"], 6)
+    assert world.startswith("world size (6) is not divisible by tensor model parallel size (4)")
+    heads = parallelism_problems([*base, "--tensor-model-parallel-size", "4"], 16)
+    assert "num_attention_heads (18) must be a multiple of tensor_model_parallel_size (4)" in heads
+    layers = parallelism_problems([*base, "--pipeline-model-parallel-size", "5", "--global-batch-size", "120"], 5)
+    assert layers == ["num_layers (24) must be a multiple of pipeline_model_parallel_size (5)"]
+    assert parallelism_problems([*base, "--seq-length", "4096", "--max-position-embeddings", "2048"], 1) == [
+        "--seq-length (4096) is longer than --max-position-embeddings (2048)"]
+
+
+def test_the_shipped_scaling_campaign_passes_and_its_old_400m_batch_is_refused_once_with_a_count(tmp_path):
+    ok = orch("check", str(SCALING), "--no-data-check", cwd=REPO)
+    assert ok.returncode == 0 and "480 Megatron command(s) checked: no problems" in ok.stdout, ok.stdout[-2000:]
+    old = SCALING.read_text().replace("TRAIN_NODES: 8, MICRO_BATCH_SIZE: 4", "TRAIN_NODES: 8, MICRO_BATCH_SIZE: 8")
+    (tmp_path / "old.yaml").write_text(old)
+    for relative in ("templates", "helpers"):
+        (tmp_path / relative).symlink_to(REPO / relative)
+    result = orch("check", "old.yaml", "--no-data-check", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("40 jobs (e.g. 400M_lr0.01_gbs128_biaswith_pretrain_TRAIN): at 32 GPUs, global batch "
+                               "size (128) is not divisible by micro batch size (8)")
+    assert "40 problem(s) from 1 cause(s)" in lines[1] and "--no-check" in lines[2]
+    built = orch("build", "old.yaml", "--no-data-check", cwd=tmp_path)
+    assert built.returncode == 2 and "40 problem(s) from 1 cause(s)" in built.stderr and "--no-check" in built.stderr
+    assert not (tmp_path / "sbatch_scripts").exists()
+
+
+def test_mixture_source_lists_are_checked_and_no_command_is_a_warning(tmp_path):
+    cpt = (REPO / "configs" / "cpt_stages.yaml").read_text()
+    (tmp_path / "cpt.yaml").write_text(cpt)
+    for relative in ("templates", "helpers"):
+        (tmp_path / relative).symlink_to(REPO / relative)
+    result = orch("check", "cpt.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "data_sources.D1: data-file list /path/to/lists/d1.txt does not exist" in result.stdout
+    assert "64 jobs, 0 Megatron command(s) checked" in result.stdout
+    assert "no job script runs a Megatron entry point (pretrain_*.py)" in result.stderr and "--entry" in result.stderr

@@ -1,17 +1,19 @@
 """`orch check`: what would fail in the queue, found before anything is written or submitted.
 
 Per job: every flag of its Megatron command exists in the pinned parser and takes an allowed value
-(`check.flags`), and the data and checkpoints it reads exist or are made by the campaign
+(`check.flags`), its parallel layout and batch sizes pass Megatron's start-up arithmetic at the job's GPU
+count (`check.parallelism`), and the data and checkpoints it reads exist or are made by the campaign
 (`check.data_paths`). `orch build` and `orch run` run the same checks first (`--no-check` skips them).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from orchestrator.check import data_paths, flags
+from orchestrator.check import data_paths, flags, parallelism
 from orchestrator.errors import UserError
 from orchestrator.jobs import Job
 
@@ -46,9 +48,14 @@ def check_campaign(rendered: Sequence[tuple[Job, str]], options: CheckOptions = 
         if invocations and framework not in schemas:
             schemas[framework] = flags.load_schema(framework, options.version,
                                                    options.schema_path if framework == options.framework else None)
+        world_size = _world_size(job, script) if invocations else 0
         for invocation in invocations:
             for problem in flags.check_arguments(invocation.arguments, schemas[framework]):
                 problems.append(f"job {job.name}: {problem} [{schemas[framework].label}, script line {invocation.line}]")
+            if world_size:
+                for problem in parallelism.parallelism_problems(invocation.arguments, world_size):
+                    problems.append(f"job {job.name}: at {world_size} GPUs, {problem} [Megatron's start-up checks, "
+                                    f"script line {invocation.line}]")
         if not options.data:
             continue
         for problem in data_paths.job_data_problems(job.params, [i.arguments for i in invocations], options.generated,
@@ -65,10 +72,45 @@ def check_campaign(rendered: Sequence[tuple[Job, str]], options: CheckOptions = 
     return problems
 
 
+def _world_size(job: Job, script: str) -> int:
+    """The job's GPUs (one Megatron rank each), from its #SBATCH lines; 0 when it asks for none it names."""
+    from orchestrator.accounting.estimate import estimate_job
+
+    try:
+        return estimate_job(job, script).gpus
+    except ValueError:
+        return 0
+
+
+def grouped(problems: Sequence[str]) -> list[str]:
+    """One line per cause: problems that say the same of several jobs become one line with the count and a job."""
+    causes: dict[str, list[tuple[str, str]]] = {}
+    for problem in problems:
+        head, separator, cause = problem.partition(": ")
+        job = head.removeprefix("job ") if separator and head.startswith("job ") else ""
+        text = cause if job else problem
+        # Where it was found ("[..., script line N]") differs between templates, not the cause.
+        causes.setdefault(re.sub(r" \[[^\]]*\]$", "", text), []).append((job, text))
+    lines = []
+    for found in causes.values():
+        job, text = found[0]
+        if len(found) == 1:
+            lines.append(f"job {job}: {text}" if job else text)
+        else:
+            lines.append(f"{len(found)} jobs (e.g. {job}): {text}")
+    return lines
+
+
+HOW_TO_PROCEED = ("fix the config or the data, or pass --no-check to build and run anyway (it skips the flag, "
+                  "parallelism, data and checkpoint-source checks)")
+
+
 def raise_on_problems(problems: Sequence[str]) -> None:
-    """A UserError listing the problems (the first SHOWN_PROBLEMS), or nothing."""
+    """A UserError listing the problems by cause (the first SHOWN_PROBLEMS causes), or nothing."""
     if not problems:
         return
-    shown = list(problems[:SHOWN_PROBLEMS])
-    more = f"\n... and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
-    raise UserError(f"orch check: {len(problems)} problem(s), nothing written or submitted:\n" + "\n".join(shown) + more)
+    causes = grouped(problems)
+    shown = list(causes[:SHOWN_PROBLEMS])
+    more = f"\n... and {len(causes) - SHOWN_PROBLEMS} more cause(s)" if len(causes) > SHOWN_PROBLEMS else ""
+    raise UserError(f"orch check: {len(problems)} problem(s) from {len(causes)} cause(s), nothing written or "
+                    "submitted:\n" + "\n".join(shown) + more + f"\nhow to proceed: {HOW_TO_PROCEED}")

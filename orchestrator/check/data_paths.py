@@ -103,6 +103,10 @@ def job_data_problems(params: Mapping[str, Any], megatron_arguments: Sequence[li
     for key in list_keys:
         if params.get(key):
             problems += list_problems(str(params[key]), key, generated)
+    sources = params.get("data_sources") if params.get("data_mix") else None
+    if isinstance(sources, dict):  # a mixture is blended from these lists at build time: each must be readable
+        for source, path in sources.items():
+            problems += list_problems(str(path), f"data_sources.{source}", generated)
     for arguments in megatron_arguments:
         for flag, values in flag_values(arguments, PREFIX_FLAGS):
             problems += prefix_problems(values, flag)

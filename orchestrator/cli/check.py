@@ -6,6 +6,7 @@ The same checks run first in `orch build`, `orch build-and-run` and `orch run` (
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -76,9 +77,18 @@ def run_check(args: argparse.Namespace) -> int:
     rendered = render_all(jobs)
     options = check_options(args, jobs)
     problems = check_campaign(rendered, options)
+    from orchestrator.check import HOW_TO_PROCEED, grouped
+
     commands = sum(len(flags.megatron_invocations(script, options.entries)) for _, script in rendered)
-    for problem in problems:
-        print(problem)
+    causes = grouped(problems)
+    for line in causes:
+        print(line)
     print(f"{len(jobs)} jobs, {commands} Megatron command(s) checked: "
-          + (f"{len(problems)} problem(s)" if problems else "no problems"))
+          + (f"{len(problems)} problem(s) from {len(causes)} cause(s)" if problems else "no problems"))
+    if not commands:
+        print(f"orch: warning: no job script runs a Megatron entry point ({', '.join(options.entries)}), so no flag "
+              "or parallelism was checked; name wrapper scripts with --entry (e.g. --entry train_alcf.sh)",
+              file=sys.stderr)
+    if problems:
+        print(f"how to proceed: {HOW_TO_PROCEED}")
     return 2 if problems else 0
