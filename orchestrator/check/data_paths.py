@@ -64,16 +64,17 @@ def prefix_problems(words: Iterable[str], what: str) -> list[str]:
     return problems
 
 
-def list_problems(path: str, what: str, generated: set[str]) -> list[str]:
+def list_problems(path: str, what: str, generated: set[str], entries: bool = True) -> list[str]:
+    """A data-file list that is missing or unreadable; with `entries`, also its Megatron prefixes without data."""
     if _unknown_until_run(path) or os.path.normpath(path) in generated:
         return []
     if not Path(path).is_file():
         return [f"{what}: data-file list {path} does not exist"]
     try:
-        entries = read_data_list(path)
+        listed = read_data_list(path)
     except UserError as error:
         return [f"{what}: {error}"]
-    return prefix_problems((entry.prefix for entry in entries), f"{what} ({path})")
+    return prefix_problems((entry.prefix for entry in listed), f"{what} ({path})") if entries else []
 
 
 def flag_values(arguments: Sequence[str], flags: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -106,7 +107,7 @@ def job_data_problems(params: Mapping[str, Any], megatron_arguments: Sequence[li
     sources = params.get("data_sources") if params.get("data_mix") else None
     if isinstance(sources, dict):  # a mixture is blended from these lists at build time: each must be readable
         for source, path in sources.items():
-            problems += list_problems(str(path), f"data_sources.{source}", generated)
+            problems += list_problems(str(path), f"data_sources.{source}", generated, entries=False)
     for arguments in megatron_arguments:
         for flag, values in flag_values(arguments, PREFIX_FLAGS):
             problems += prefix_problems(values, flag)
