@@ -129,7 +129,7 @@ def test_plan_json_carries_the_estimate(campaign: Path, capsys: pytest.CaptureFi
     assert main(["plan", "c.yaml", "--json", "size=large", "MODE=eval"]) == 0
     jobs = json.loads(capsys.readouterr().out)
     assert [j["orch_estimate"] for j in jobs] == [
-        {"nodes": 4, "gpus": 16, "hours": 1.0, "gpu_hours": 16.0, "unbounded": False}] * 2
+        {"nodes": 4, "gpus": 16, "hours": 1.0, "gpu_hours": 16.0, "unbounded": False, "compute_gpu_hours": None}] * 2
 
 
 def test_plan_flags_unbounded_jobs(campaign: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -138,3 +138,70 @@ def test_plan_flags_unbounded_jobs(campaign: Path, capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert "8 job(s) with GPUs but no time limit (unbounded, not counted)" in out
     assert out.count("unbounded") >= 8
+
+
+def test_nodes_without_a_gpu_option_take_the_partitions_gpus_or_are_unknown() -> None:
+    from orchestrator.scheduler.base import NodeGpus
+
+    bare = script("--nodes=16", "--time=2:00:00")
+    unknown = estimate_job(job(), bare)
+    assert unknown.gpus_unknown and unknown.gpus == 0
+    cluster = NodeGpus({"booster": 4, "cpu": 0}, default_partition="booster")
+    assert estimate_job(job(), bare, cluster).gpus == 64 and estimate_job(job(), bare, cluster).gpu_hours == 128
+    on_cpu = estimate_job(job(), script("--nodes=16", "--partition=cpu", "--time=2:00:00"), cluster)
+    assert (on_cpu.gpus, on_cpu.gpus_unknown) == (0, False)
+    elsewhere = estimate_job(job(), script("--nodes=2", "-p", "other", "--time=2:00:00"), cluster)
+    assert elsewhere.gpus_unknown  # a partition the cluster did not list
+    assert estimate_job(job(estimate_gpus=8), bare).gpus == 8 and not estimate_job(job(estimate_gpus=8), bare).gpus_unknown
+    assert not estimate_job(job(), script("--ntasks=1", "--time=1:00:00")).gpus_unknown  # no nodes asked: a CPU job
+
+
+def test_plan_reads_gpus_per_node_from_the_test_clusters_node_definition(campaign: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The test cluster's node declares gres gpu:8 (sinfo): 4 nodes x 8 GPUs x 10 h for a large training job."""
+    (campaign / "t.sbatch").write_text(TEMPLATE.replace("#SBATCH --gpus-per-node=4\n", ""))
+    assert main(["plan", "c.yaml", "size=large", "MODE=train"]) == 0
+    out = capsys.readouterr().out
+    assert "GPU-hours (each job's time limit x GPUs, one attempt each): 640.0" in out, out
+
+
+def test_confirmation_asks_for_jobs_of_unknown_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from orchestrator.cli.run import confirm_cost
+    from orchestrator.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.sbatch").write_text(script("--nodes=16", "--time=2:00:00"))
+    args = argparse.Namespace(yes=False, confirm_above=100.0, config="c.yaml")
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    with pytest.raises(UserError, match="1 job\\(s\\) of unknown GPU-hours"):
+        confirm_cost([job()], args, tmp_path / "state")
+    confirm_cost([job()], argparse.Namespace(yes=True, confirm_above=100.0, config="c.yaml"), tmp_path / "state")
+
+
+def test_compute_based_estimate_counts_the_tokens_a_job_trains(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.accounting.compute import compute_gpu_hours
+    from orchestrator.config import load_jobs
+    from orchestrator.planning.flops import training_flops_per_token
+    from orchestrator.render import render_job
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)
+    jobs = {j.name: j for j in load_jobs("configs/scaling_exps.yaml", filters=["MODE=TRAIN", "MODEL_SIZE=400M",
+                                                                                 "LR=0.01", "BIAS=with"])}
+    pretrain = jobs["400M_lr0.01_gbs512_biaswith_pretrain_TRAIN"]
+    cooldown = jobs["400M_lr0.01_gbs512_biaswith_cd10_TRAIN"]
+    p = pretrain.params
+    tokens = p["TRAIN_ITERS"] * p["GLOBAL_BATCH_SIZE"] * p["SEQ_LENGTH"]
+    per_token = training_flops_per_token(p["NUM_LAYERS"], p["HIDDEN_SIZE"], p["NUM_ATTENTION_HEADS"],
+                                         4 * p["HIDDEN_SIZE"], 50304, p["SEQ_LENGTH"], gated_mlp=False)
+    expected = tokens * per_token / (p["estimate_tflops"] * 1e12) / 3600
+    assert compute_gpu_hours(pretrain, render_job(pretrain)) == pytest.approx(expected)
+    # The cooldown trains only from its resume step: its decay tokens, not its whole TRAIN_ITERS.
+    c = cooldown.params
+    ratio = (c["TRAIN_ITERS"] - c["START_ITER"]) / p["TRAIN_ITERS"]
+    assert compute_gpu_hours(cooldown, render_job(cooldown)) == pytest.approx(expected * ratio)
+    assert ratio < 0.05
+    assert compute_gpu_hours(Job(**{**pretrain.__dict__, "params": {**p, "estimate_tflops": None}}),
+                             render_job(pretrain)) is None

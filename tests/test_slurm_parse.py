@@ -257,3 +257,10 @@ def test_jobcomp_gives_elapsed_from_start_and_end() -> None:
 @pytest.mark.parametrize(("text", "code"), [("3:0", 3), ("0:9", 137), ("768", 3), ("9", 137), ("4021", 181), ("0:53", 181), ("0", 0), ("", None), ("x", None)])
 def test_exit_codes(text: str, code: int | None) -> None:
     assert slurm_parse.parse_exit_code(text) == code
+
+
+def test_sinfo_gpus_per_partition_from_the_recorded_node_definition() -> None:
+    per_partition, default = slurm_parse.parse_sinfo_gpus(recorded("sinfo_gpus.txt"))
+    assert default == "debug" and per_partition == {"debug": 8, "low": 8, "lowcancel": 8, "high": 8}
+    mixed = slurm_parse.parse_sinfo_gpus("gpu*|gpu:a100:4(S:0-1)\ngpu*|gpu:a100:8(S:0-3)\ncpu|(null)\n")
+    assert mixed == ({"gpu": 8, "cpu": 0}, "gpu")  # several node kinds: the dearest node

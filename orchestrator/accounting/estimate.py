@@ -18,10 +18,13 @@ from functools import lru_cache
 from typing import Any
 
 from orchestrator.jobs import Job
+from orchestrator.scheduler.base import NodeGpus
+from orchestrator.scheduler.slurm_parse import gres_gpus
 from orchestrator.scheduler.sbatch_script import directive_lines, options_from, parse_time_limit, sbatch_command_options
 
 GPUS_KEY = "estimate_gpus"
 HOURS_KEY = "estimate_hours"
+TFLOPS_KEY = "estimate_tflops"  # achieved TFLOP/s per GPU: turns a job's training FLOPs into GPU-hours
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,12 @@ class JobEstimate:
     """The time limit of one attempt; None: no limit (unbounded)."""
     problem: str = ""
     """Why the script's options could not be read (then gpus/hours fall back to 0/None)."""
+    partition: str = ""
+    gpus_unknown: bool = False
+    """It asks for nodes but names no GPUs, and the cluster's node definition was not at hand: its GPU-hours
+    are not known (the confirmation asks, a budget holds it)."""
+    compute_hours: float | None = None
+    """GPU-hours from the FLOPs it trains and `estimate_tflops` (see `accounting.compute`); None: not known."""
 
     @property
     def gpu_hours(self) -> float:
@@ -55,24 +64,13 @@ def _max_nodes(text: str) -> int:
     return max(int(part) for part in re.split(r"[-,]", text) if part)
 
 
-def _gres_gpus(gres: str) -> int:
-    """GPUs per node in a `--gres` list: `gpu:4`, `gpu:a100:4`, `gpu` (= 1), `gpu:a100:2(S:0-1),mps:100`."""
-    total = 0
-    for item in re.sub(r"\([^)]*\)", "", gres).split(","):
-        fields = item.strip().split(":")
-        if fields[0] not in ("gpu", "gres/gpu"):
-            continue
-        total += int(fields[-1]) if len(fields) > 1 and fields[-1].isdigit() else 1
-    return total
-
-
 def _gpus(options: Mapping[str, str], nodes: int) -> int:
     if "gpus" in options:
         return _count(options["gpus"])
     if "gpus-per-node" in options:
         return nodes * _count(options["gpus-per-node"])
     if "gres" in options:
-        return nodes * _gres_gpus(options["gres"])
+        return nodes * gres_gpus(options["gres"])
     if "gpus-per-task" in options:
         tasks = int(options["ntasks"]) if "ntasks" in options else nodes * int(options.get("ntasks-per-node", 1))
         return tasks * _count(options["gpus-per-task"])
@@ -97,21 +95,29 @@ def _parsed_command_options(cmd: str, sbatch_script: str) -> tuple[str, ...]:
     return tuple(sbatch_command_options(cmd.replace("{sbatch_script}", sbatch_script), sbatch_script))
 
 
-def estimate_job(job: Job, script_text: str) -> JobEstimate:
-    """The job's estimate from its rendered script (and the overriding config keys)."""
-    nodes, gpus, hours, problem = _from_options(directive_lines(script_text, resources_only=True),
-                                                _command_options(job.cmd, job.sbatch_script))
+def estimate_job(job: Job, script_text: str, node_gpus: NodeGpus | None = None) -> JobEstimate:
+    """The job's estimate from its rendered script (and the overriding config keys).
+
+    A job that asks for nodes and names no GPUs gets the GPUs of its partition's nodes (sites that allocate
+    whole nodes charge them all) from `node_gpus`; without it its GPUs are unknown."""
+    nodes, gpus, hours, problem, partition, bare_nodes = _from_options(
+        directive_lines(script_text, resources_only=True), _command_options(job.cmd, job.sbatch_script))
     params = job.params
+    unknown = False
     if params.get(GPUS_KEY) is not None:  # the config knows better (e.g. a cluster's default GPUs per node)
         gpus = int(_number(params[GPUS_KEY], GPUS_KEY, job.name))
+    elif bare_nodes:
+        per_node = node_gpus.of(partition) if node_gpus is not None else None
+        gpus, unknown = (nodes * per_node, False) if per_node is not None else (0, True)
     if params.get(HOURS_KEY) is not None:
         hours = _number(params[HOURS_KEY], HOURS_KEY, job.name)
-    return JobEstimate(nodes, gpus, hours, problem)
+    return JobEstimate(nodes, gpus, hours, problem, partition, unknown)
 
 
 @lru_cache(maxsize=4096)
-def _from_options(lines: tuple[str, ...], command_line: tuple[str, ...]) -> tuple[int, int, float | None, str]:
-    """(nodes, GPUs, hours, problem) from the resource directives; most jobs of a grid share them."""
+def _from_options(lines: tuple[str, ...], command_line: tuple[str, ...]) -> tuple[int, int, float | None, str, str, bool]:
+    """(nodes, GPUs, hours, problem, partition, asks for nodes without naming GPUs) from the resource
+    directives; most jobs of a grid share them."""
     options = options_from(lines, command_line)
     problem = ""
     try:
@@ -124,7 +130,8 @@ def _from_options(lines: tuple[str, ...], command_line: tuple[str, ...]) -> tupl
     except ValueError as error:
         seconds, problem = None, f"--time: {error}"
     hours = seconds / 3600 if seconds is not None else None
-    return nodes, gpus, hours, problem
+    bare_nodes = "nodes" in options and not gpus and not problem
+    return nodes, gpus, hours, problem, options.get("partition", ""), bare_nodes
 
 
 @dataclass(frozen=True)
@@ -184,7 +191,7 @@ def main_axis_subtotals(config: Mapping[str, Any], estimates: Mapping[str, JobEs
     return found
 
 
-def estimate_jobs(jobs: Sequence[Job]) -> dict[str, JobEstimate]:
+def estimate_jobs(jobs: Sequence[Job], node_gpus: NodeGpus | None = None) -> dict[str, JobEstimate]:
     """Every job's estimate, from the directive part of its rendered script.
 
     Jobs whose resource directives render from the same values get the same figures, so a script is
@@ -212,7 +219,7 @@ def estimate_jobs(jobs: Sequence[Job]) -> dict[str, JobEstimate]:
             if figures is not None:
                 estimates[job.name] = figures
                 continue
-        estimate = estimate_job(job, render_directives(job))
+        estimate = estimate_job(job, render_directives(job), node_gpus)
         if key is not None:
             known[key] = estimate
         estimates[job.name] = estimate

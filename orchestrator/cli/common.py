@@ -73,6 +73,43 @@ def campaign_state_dir(config: str, jobs: list[Job] | None = None) -> Path:
     return directory
 
 
+def cluster_node_gpus(scheduler=None, choice: str | None = None):
+    """GPUs per node as the cluster defines them (for jobs that ask for nodes and name no GPUs), from the given
+    backend or the one `choice` picks; None when it does not answer (their GPU-hours stay unknown)."""
+    from orchestrator.scheduler.base import SchedulerUnavailable
+
+    if scheduler is None:
+        from orchestrator.scheduler.select import select_scheduler
+
+        scheduler = select_scheduler(choice or "auto")
+    try:
+        return scheduler.node_gpus()
+    except (SchedulerUnavailable, AttributeError):
+        return None
+
+
+def estimates_with_compute(jobs: list[Job], node_gpus=None, ask_cluster: bool = True):
+    """Every job's estimate; the cluster's node definition asked only if some job needs it; the compute-based
+    figure added where the config gives `estimate_tflops`."""
+    import dataclasses
+
+    from orchestrator.accounting.compute import TFLOPS_KEY, compute_gpu_hours
+    from orchestrator.accounting.estimate import estimate_jobs
+    from orchestrator.render import render_job
+
+    estimates = estimate_jobs(jobs, node_gpus)
+    if node_gpus is None and ask_cluster and any(e.gpus_unknown for e in estimates.values()):
+        node_gpus = cluster_node_gpus()
+        if node_gpus is not None:
+            estimates = estimate_jobs(jobs, node_gpus)
+    for job in jobs:
+        if job.params.get(TFLOPS_KEY) not in (None, ""):
+            hours = compute_gpu_hours(job, render_job(job))
+            if hours is not None:
+                estimates[job.name] = dataclasses.replace(estimates[job.name], compute_hours=hours)
+    return estimates
+
+
 def require_matplotlib() -> None:
     """`--plot` without the optional extra: a one-line error before anything is computed or written."""
     try:

@@ -60,6 +60,8 @@ def _watch(job: Job) -> str:
 
 
 def format_gpu_hours(estimate: JobEstimate) -> str:
+    if estimate.gpus_unknown:
+        return "?"
     if estimate.unbounded:
         return "unbounded"
     return f"{estimate.gpu_hours:.1f}" if estimate.gpus else "0"
@@ -68,13 +70,15 @@ def format_gpu_hours(estimate: JobEstimate) -> str:
 def table_rows(jobs: Sequence[Job], estimates: dict[str, JobEstimate]) -> tuple[list[str], list[list[str]]]:
     extra = [key for key in (_key_like(jobs, "mode"), _key_like(jobs, "phase")) if key]
     watched = any(job.progress_regex or job.fail_regex for job in jobs)
-    header = ["NAME", *[key.upper() for key in extra], "GPU-H", "SCRIPT", "OUTPUT", "START CONDITION", "TERMINATION",
-              *(["WATCH"] if watched else [])]
+    computed = any(e.compute_hours is not None for e in estimates.values())
+    header = ["NAME", *[key.upper() for key in extra], "GPU-H", *(["COMPUTE-H"] if computed else []), "SCRIPT",
+              "OUTPUT", "START CONDITION", "TERMINATION", *(["WATCH"] if watched else [])]
     rows = [
         [
             job.name,
             *[str(job.params.get(key, "-")) for key in extra],
             format_gpu_hours(estimates[job.name]),
+            *([_compute_cell(estimates[job.name])] if computed else []),
             job.sbatch_script,
             job.output_file,
             _cut(job.start_condition_cmd) or "-",
@@ -84,6 +88,10 @@ def table_rows(jobs: Sequence[Job], estimates: dict[str, JobEstimate]) -> tuple[
         for job in jobs
     ]
     return header, rows
+
+
+def _compute_cell(estimate: JobEstimate) -> str:
+    return f"{estimate.compute_hours:.1f}" if estimate.compute_hours is not None else "-"
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:
@@ -131,9 +139,9 @@ def run_plan(args: argparse.Namespace) -> int:
                 return 0
         raise UserError(f"no job named {args.show!r} (see `orch plan {args.config}` for the names)")
     _check_templates(jobs)
-    from orchestrator.accounting.estimate import estimate_jobs
+    from orchestrator.cli.common import estimates_with_compute
 
-    estimates = estimate_jobs(jobs)
+    estimates = estimates_with_compute(jobs)
     if args.json:
         payload = [{**{key: _jsonable(value) for key, value in job.params.items()},
                     ESTIMATE_JSON_KEY: _estimate_json(estimates[job.name])} for job in jobs]
@@ -151,8 +159,9 @@ ESTIMATE_JSON_KEY = "orch_estimate"
 
 
 def _estimate_json(estimate: JobEstimate) -> dict[str, Any]:
-    return {"nodes": estimate.nodes, "gpus": estimate.gpus, "hours": estimate.hours,
-            "gpu_hours": estimate.gpu_hours, "unbounded": estimate.unbounded}
+    return {"nodes": estimate.nodes, "gpus": None if estimate.gpus_unknown else estimate.gpus, "hours": estimate.hours,
+            "gpu_hours": None if estimate.gpus_unknown else estimate.gpu_hours, "unbounded": estimate.unbounded,
+            "compute_gpu_hours": estimate.compute_hours}
 
 
 def cost_summary(args: argparse.Namespace, jobs: Sequence[Job], estimates: dict[str, JobEstimate]) -> str:
@@ -162,9 +171,19 @@ def cost_summary(args: argparse.Namespace, jobs: Sequence[Job], estimates: dict[
 
     total = sum(e.gpu_hours for e in estimates.values())
     unbounded = [name for name, e in estimates.items() if e.unbounded]
-    if not any(e.gpus for e in estimates.values()):
-        return "GPU-hours: none (no job asks for GPUs)\n"
+    unknown = [name for name, e in estimates.items() if e.gpus_unknown]
+    freeze = _short_freeze_line(jobs)
+    if not any(e.gpus for e in estimates.values()) and not unknown:
+        return "GPU-hours: none (no job asks for GPUs)\n" + freeze
     lines = [f"GPU-hours (each job's time limit x GPUs, one attempt each): {total:,.1f}"]
+    if unknown:
+        lines.append(f"  {len(unknown)} job(s) ask for nodes but name no GPUs and the cluster's node definition was "
+                     f"not at hand (e.g. {unknown[0]}): GPU-hours unknown; `orch run` asks before submitting them "
+                     "(set estimate_gpus or a GPU option to count them)")
+    computed = [e.compute_hours for e in estimates.values() if e.compute_hours is not None]
+    if computed:
+        lines.append(f"  compute-based (training FLOPs at estimate_tflops), {len(computed)} job(s): "
+                     f"{sum(computed):,.1f} GPU-hours")
     if unbounded:
         lines.append(f"  {len(unbounded)} job(s) with GPUs but no time limit (unbounded, not counted): "
                      + ", ".join(unbounded[:3]) + (" ..." if len(unbounded) > 3 else ""))
@@ -181,4 +200,16 @@ def cost_summary(args: argparse.Namespace, jobs: Sequence[Job], estimates: dict[
         parts = [f"{sub.value} {sub.gpu_hours:,.1f}" + (f" (+{sub.unbounded} unbounded)" if sub.unbounded else "")
                  for sub in found]
         lines.append(f"  by {label}: " + ", ".join(parts))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + freeze
+
+
+def _short_freeze_line(jobs: Sequence[Job]) -> str:
+    """One warning line for freeze windows that would cancel healthy silent phases (checkpoint saves, index builds)."""
+    from orchestrator.jobs import MIN_SENSIBLE_FREEZE_SECS
+
+    short = [job for job in jobs if job.effective_freeze_secs < MIN_SENSIBLE_FREEZE_SECS]
+    if not short:
+        return ""
+    return (f"warning: {len(short)} job(s) are cancelled as frozen after {short[0].effective_freeze_secs:g}s of "
+            f"silence (e.g. {short[0].name}); Megatron saving a checkpoint or building its index is silent for longer: "
+            f"set freeze_secs to {MIN_SENSIBLE_FREEZE_SECS:g} or more\n")

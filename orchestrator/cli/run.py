@@ -154,7 +154,7 @@ def handle_run(args: argparse.Namespace) -> int:
     missing = [job.sbatch_script for job in jobs if not Path(job.sbatch_script).exists()]
     if args.dry:
         if not missing:
-            print(f"orch: {cost_line(jobs, directory)[0]}")
+            print(f"orch: {cost_line(jobs, directory)[0]}")  # the node definition is not asked for a dry run
         return dry_run(jobs, make_scheduler(args.scheduler, directory), args.max_jobs, directory,
                        args.retry_cancelled)
     if missing:
@@ -167,11 +167,14 @@ def handle_run(args: argparse.Namespace) -> int:
     from orchestrator.monitor.loop import Monitor, MonitorOptions, default_poll_secs
     from orchestrator.state import StateStore, acquire_monitor_lock
 
+    from orchestrator.cli.common import cluster_node_gpus
+
     with acquire_monitor_lock(directory):
-        confirm_cost(jobs, args, directory)
         remembered = remembered_scheduler(directory)
         scheduler = make_scheduler(args.scheduler, directory)
         _check_auto_scheduler_answers(scheduler, args.scheduler, remembered)
+        node_gpus = cluster_node_gpus(scheduler)
+        confirm_cost(jobs, args, directory, node_gpus)
         log_handlers = _start_logging(directory / "monitor.log", args.verbose)
         store = StateStore.open(directory)
         if remembered is not None and remembered != scheduler.name:
@@ -185,6 +188,7 @@ def handle_run(args: argparse.Namespace) -> int:
             probe_workers=args.probe_workers,
             budget_gpu_hours=args.budget,
             retry_cancelled=args.retry_cancelled,
+            node_gpus=node_gpus,
         )
         provenance = campaign_provenance(args.config, args.fixes, args.typed_fixes, args.filters, args.filter_cmd)
         monitor = Monitor(jobs, scheduler, store, options, provenance=provenance)
@@ -199,8 +203,9 @@ def handle_run(args: argparse.Namespace) -> int:
             _stop_logging(log_handlers)
 
 
-def cost_line(jobs: list[Job], directory: Path) -> tuple[str, float]:
-    """One line on what the jobs not yet done may cost and what was spent, and the GPU-hours to come."""
+def cost_line(jobs: list[Job], directory: Path, node_gpus=None) -> tuple[str, float, int]:
+    """One line on what the jobs not yet done may cost and what was spent, the GPU-hours to come and the
+    number of jobs whose GPUs are unknown."""
     from orchestrator.accounting.estimate import estimate_job
     from orchestrator.accounting.ledger import attempt_gpu_hours
     from orchestrator.job_state import JobState
@@ -215,25 +220,32 @@ def cost_line(jobs: list[Job], directory: Path) -> tuple[str, float]:
             store.close()
     finished = (JobState.DONE, JobState.CANCELLED)
     to_run = [job for job in jobs if not (job.name in records and records[job.name].state in finished)]
-    estimates = [estimate_job(job, Path(job.sbatch_script).read_text(errors="replace")) for job in to_run]
+    estimates = [estimate_job(job, Path(job.sbatch_script).read_text(errors="replace"), node_gpus) for job in to_run]
     estimate = sum(e.gpu_hours for e in estimates)
     unbounded = sum(e.unbounded for e in estimates)
+    unknown = sum(e.gpus_unknown for e in estimates)
     line = (f"estimate: {len(to_run)} job(s) to run, up to {estimate:,.1f} GPU-hours (one time limit each)"
             + (f", {unbounded} unbounded (GPUs without a time limit)" if unbounded else "")
+            + (f", {unknown} with unknown GPUs (nodes without a GPU option, no node definition)" if unknown else "")
             + f"; spent so far: {spent:,.1f} GPU-hours")
-    return line, estimate
+    return line, estimate, unknown
 
 
-def confirm_cost(jobs: list[Job], args: argparse.Namespace, directory: Path | None = None) -> None:
-    """Print the estimate; above --confirm-above ask on a terminal, refuse without one (unless --yes)."""
-    line, estimate = cost_line(jobs, directory or campaign_state_dir(args.config))
+def confirm_cost(jobs: list[Job], args: argparse.Namespace, directory: Path | None = None, node_gpus=None) -> None:
+    """Print the estimate; above --confirm-above, or with jobs whose GPUs are unknown, ask on a terminal and
+    refuse without one (unless --yes)."""
+    line, estimate, unknown = cost_line(jobs, directory or campaign_state_dir(args.config), node_gpus)
     print(f"orch: {line}", flush=True)
-    if args.yes or estimate <= args.confirm_above:
+    if args.yes or (estimate <= args.confirm_above and not unknown):
         return
-    question = f"submit jobs worth up to {estimate:,.1f} GPU-hours (above --confirm-above {args.confirm_above:g})? [y/N] "
+    what = (f"{unknown} job(s) of unknown GPU-hours" if estimate <= args.confirm_above else
+            f"jobs worth up to {estimate:,.1f} GPU-hours (above --confirm-above {args.confirm_above:g})"
+            + (f" and {unknown} of unknown GPU-hours" if unknown else ""))
+    question = f"submit {what}? [y/N] "
     if not sys.stdin.isatty():
-        raise UserError(f"the estimate ({estimate:,.1f} GPU-hours) is above --confirm-above {args.confirm_above:g} "
-                        "and there is no terminal to ask: run with --yes (or a higher --confirm-above)")
+        raise UserError(f"orch would submit {what} and there is no terminal to ask: run with --yes"
+                        + ("" if unknown else " (or a higher --confirm-above)")
+                        + (" (or set estimate_gpus / a GPU option)" if unknown else ""))
     answer = input(question).strip().lower()
     if answer not in ("y", "yes"):
         raise UserError("not confirmed: nothing submitted")

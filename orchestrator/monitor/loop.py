@@ -47,7 +47,7 @@ from orchestrator.monitor.ownership import is_campaign_submission, recorded_subm
 from orchestrator.monitor.probe_runner import DEFAULT_PROBE_WORKERS, ProbeFunction, ProbeOutcome, ProbeRunner
 from orchestrator.monitor.probes import OutputFacts, OutputWatcher, has_job_id_pattern, resolve_output_path
 from orchestrator.render.write import content_digest
-from orchestrator.scheduler.base import Observation, Scheduler, SchedulerUnavailable, SubmitError, SubmitLimited
+from orchestrator.scheduler.base import NodeGpus, Observation, Scheduler, SchedulerUnavailable, SubmitError, SubmitLimited
 from orchestrator.state.store import JobRecord, StateConflict, StateStore
 
 LOGGER = logging.getLogger("orch.monitor")
@@ -81,6 +81,8 @@ class MonitorOptions:
     """Submit nothing that could take the campaign's GPU-hours (spent + open attempts' limits) past this."""
     retry_cancelled: bool = False
     """Jobs the user cancelled are run again (otherwise a cancel outlives every restart)."""
+    node_gpus: NodeGpus | None = None
+    """The cluster's GPUs per node, for jobs that ask for nodes and name no GPUs (the budget counts them)."""
 
 
 @dataclass(frozen=True)
@@ -508,7 +510,8 @@ class Monitor:
         # submission again by name instead of submitting twice. It also fixes where this attempt's output
         # begins: a per-submission log (%j) is new, an appended one keeps its earlier attempts' text.
         content = _read_script(job)
-        estimate = estimate_job(job, content.decode(errors="replace")) if content is not None else None
+        estimate = (estimate_job(job, content.decode(errors="replace"), self.options.node_gpus)
+                    if content is not None else None)
         if not self._within_budget(job, estimate):
             return False
         digest = keep_script(self.store.path.parent, content) if content is not None else None
@@ -556,9 +559,12 @@ class Monitor:
     def _within_budget(self, job: Job, estimate: JobEstimate | None) -> bool:
         """Under `budget_gpu_hours`, a job is submitted only if its estimate fits; else it waits (not a failure)."""
         budget = self.options.budget_gpu_hours
-        if budget is None or estimate is None or not estimate.gpus:
+        if budget is None or estimate is None or not (estimate.gpus or estimate.gpus_unknown):
             return True
-        if estimate.hours is None:
+        if estimate.gpus_unknown:
+            why = ("it asks for nodes but names no GPUs and the cluster's node definition is unknown, so its cost is "
+                   "unknown (set estimate_gpus or a GPU option)")
+        elif estimate.hours is None:
             why = "it asks for GPUs without a time limit, so its cost is unbounded (set --time or estimate_hours)"
         elif self._committed_gpu_hours + estimate.gpu_hours > budget:
             why = (f"its {estimate.gpu_hours:g} GPU-hours on top of {self._committed_gpu_hours:.1f} spent or reserved "

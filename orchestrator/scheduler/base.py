@@ -65,6 +65,22 @@ class Observation:
     """GPUs allocated to the submission (requested while pending); None if none or unknown."""
 
 
+@dataclass(frozen=True)
+class NodeGpus:
+    """GPUs per node by partition, from the cluster's own node definition (a backend's `node_gpus()`, an
+    optional capability beside the boundary: cost estimates use it, the monitor never needs it)."""
+
+    per_partition: Mapping[str, int]
+    default_partition: str = ""
+    everywhere: int | None = None
+    """The same count on every partition (the local backend: this machine's, none)."""
+
+    def of(self, partition: str) -> int | None:
+        if self.everywhere is not None:
+            return self.everywhere
+        return self.per_partition.get(partition or self.default_partition)
+
+
 class SchedulerUnavailable(Exception):
     """A scheduler command failed or timed out: the state of every job is unknown, not gone."""
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.jobs import Job
-from orchestrator.scheduler.base import Observation, SchedulerState, SchedulerUnavailable, SubmitError
+from orchestrator.scheduler.base import NodeGpus, Observation, SchedulerState, SchedulerUnavailable, SubmitError
 from orchestrator.scheduler.sbatch_script import parse_time_limit, script_options
 
 DEFAULT_STATE_DIR = Path(".orch/local")
@@ -222,6 +222,10 @@ class LocalScheduler:
                 if observation.name in wanted_names and observation.state.is_active:
                     found[job_id] = observation
         return found
+
+    def node_gpus(self) -> NodeGpus:
+        """Jobs run on this machine, whatever partition they name: no GPUs are allocated to them."""
+        return NodeGpus({}, everywhere=0)
 
     def cancel(self, scheduler_ids: Collection[str]) -> None:
         for job_id in {str(i) for i in scheduler_ids}:

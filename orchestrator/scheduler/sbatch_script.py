@@ -49,7 +49,7 @@ _ALL_LONG = tuple(_LONG_OPTIONS) + _OTHER_LONG_OPTIONS
 
 
 # A line that may set nodes, tasks, GPUs or the time limit (any unambiguous abbreviation included).
-_RESOURCE_WORD = re.compile(r"(?:^|\s)(?:-[NGtn]|--(?:no|nt|gp|gr|ti)|hetjob|packjob)", re.IGNORECASE)
+_RESOURCE_WORD = re.compile(r"(?:^|\s)(?:-[NGtnp]|--(?:no|nt|gp|gr|ti|pa)|hetjob|packjob)", re.IGNORECASE)
 
 
 @lru_cache(maxsize=4096)

@@ -17,7 +17,7 @@ from orchestrator import process
 from orchestrator.jobs import Job
 from orchestrator.process import CommandResult
 from orchestrator.scheduler import slurm_parse
-from orchestrator.scheduler.base import Observation, SchedulerState, SchedulerUnavailable, SubmitError, SubmitLimited
+from orchestrator.scheduler.base import NodeGpus, Observation, SchedulerState, SchedulerUnavailable, SubmitError, SubmitLimited
 
 DEFAULT_TIMEOUT_SECS = 60.0  # an unreachable controller makes squeue/sbatch fail after ~9 s here
 JOBCOMP_TAIL_BYTES = 8 * 1024 * 1024  # the newest finished jobs are at the end of the jobcomp file
@@ -94,6 +94,11 @@ class SlurmScheduler:
         if result.returncode != 0:
             raise SubmitError(f"{command} failed (exit {result.returncode}): {result.output[:500]}")
         raise SubmitError(f"{command} printed no job id: {result.output[:500]!r}")
+
+    def node_gpus(self) -> NodeGpus:
+        """GPUs per node of each partition, as the cluster defines its nodes (`sinfo`)."""
+        per_partition, default = slurm_parse.parse_sinfo_gpus(self._run_checked(["sinfo", "-h", "-o", "%P|%G"]).stdout)
+        return NodeGpus(per_partition, default)
 
     def query(self, scheduler_ids: Collection[str], names: Collection[str]) -> Mapping[str, Observation]:
         wanted_ids = {str(i) for i in scheduler_ids}

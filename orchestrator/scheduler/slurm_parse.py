@@ -260,3 +260,29 @@ def _elapsed_between(start: str, end: str) -> str:
         return str(max(0, int((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())))
     except ValueError:
         return ""
+
+
+def parse_sinfo_gpus(output: str) -> tuple[dict[str, int], str]:
+    """`sinfo -h -o '%P|%G'` -> ({partition: GPUs per node}, default partition). A partition with nodes of several
+    kinds has a line per kind: the largest count is kept (an upper bound on what a node costs)."""
+    per_partition: dict[str, int] = {}
+    default = ""
+    for line in output.splitlines():
+        partition, separator, gres = line.strip().partition("|")
+        if not separator:
+            continue
+        if partition.endswith("*"):
+            partition = default = partition[:-1]
+        per_partition[partition] = max(per_partition.get(partition, 0), gres_gpus(gres))
+    return per_partition, default
+
+
+def gres_gpus(gres: str) -> int:
+    """GPUs in a gres list: `gpu:4`, `gpu:a100:4`, `gpu:a100:2(S:0-1),mps:100`, `(null)` (= 0)."""
+    total = 0
+    for item in re.sub(r"\([^)]*\)", "", gres).split(","):
+        fields = item.strip().split(":")
+        if fields[0] not in ("gpu", "gres/gpu"):
+            continue
+        total += int(fields[-1]) if len(fields) > 1 and fields[-1].isdigit() else 1
+    return total
