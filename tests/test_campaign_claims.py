@@ -110,6 +110,20 @@ def test_claim_done_cycle_through_the_cli(run_dir):
     assert orch("ckpt", "pending", str(run_dir)).stdout == "0\n"
 
 
+
+def test_done_refuses_a_checkpoint_that_is_not_there_or_not_whole(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    make_checkpoint(checkpoints, 100)
+    make_checkpoint(checkpoints, 200, track=False)  # written above the tracker: not a finished save
+    typo = orch("ckpt", "done", str(tmp_path), "999", check=False)
+    assert typo.returncode == 2 and "no checkpoint of iteration 999 (the last ones: 100, 200)" in typo.stderr
+    partial = orch("ckpt", "done", str(tmp_path), "200", check=False)
+    assert partial.returncode == 2 and "is not complete" in partial.stderr and "Traceback" not in partial.stderr
+    assert not (tmp_path / "converted_checkpoints" / "iter_999.done").exists()
+    assert not (tmp_path / "converted_checkpoints" / "iter_200.done").exists()
+    assert orch("ckpt", "done", str(tmp_path), "100").returncode == 0
+
+
 def test_released_claim_is_pending_again(run_dir):
     assert claim_next(run_dir, owner_pid=os.getpid()) == 100
     assert 100 not in pending_iterations(run_dir)

@@ -47,6 +47,36 @@ def test_dry_run_submits_nothing(tmp_path):
     assert not (campaign_state(tmp_path) / "state.db").exists()
 
 
+def test_dry_run_says_which_scripts_are_not_built(tmp_path):
+    write_campaign(tmp_path, STEPS, grid="idx: [0, 1]")
+    result = run_orch(tmp_path, "run", "campaign.yaml", "--dry", "--scheduler", "local")
+    assert result.returncode == 0
+    assert "2 of 2 script(s) not built yet: `orch build` first" in result.stdout
+    assert result.stdout.count("would submit after `orch build`:") == 2
+    assert "2 of 2 jobs would be submitted now (2 of them once built)" in result.stdout
+    assert not (tmp_path / "scripts").exists()
+
+
+def test_auto_with_a_slurm_that_does_not_answer_stops_at_once(tmp_path):
+    """sbatch is on PATH (the test cluster's client) but its controller cannot be reached: say so, do not back off."""
+    import os
+    import shutil
+    import subprocess
+
+    from monitor_campaign import orch_command
+
+    assert shutil.which("sbatch"), "make test installs the Slurm client"
+    write_campaign(tmp_path, STEPS)
+    assert run_orch(tmp_path, "build", "campaign.yaml").returncode == 0
+    env = {**os.environ, "SLURM_CONF": str(tmp_path / "no-such-slurm.conf")}
+    result = subprocess.run(orch_command("run", "campaign.yaml", "--yes"), cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--scheduler auto chose slurm (sbatch is on PATH) but it does not answer" in result.stderr
+    assert "--scheduler local" in result.stderr
+    assert not (campaign_state(tmp_path) / "state.db").exists()
+
+
 def test_run_without_built_scripts_is_a_user_error(tmp_path):
     write_campaign(tmp_path, STEPS)
     result = run_orch(tmp_path, "run", "campaign.yaml", "--scheduler", "local")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.campaign.checkpoints import RunLayout, inspect_checkpoints
+from orchestrator.errors import UserError
 
 DEFAULT_STALE_SECS = 6 * 3600.0  # longer than any conversion + evaluation of one checkpoint
 CLAIMS_LOCK_TIMEOUT_SECS = 120.0
@@ -140,8 +141,20 @@ def claim_next(
 
 
 def mark_done(run_dir: str | Path, iteration: int) -> Path:
-    """Write the converted marker (atomically) and release the claim. Safe to repeat."""
+    """Write the converted marker (atomically) and release the claim. Safe to repeat.
+
+    Only for a checkpoint that is there and complete: a marker for a typo'd or half-written iteration would
+    make `pending` skip a checkpoint that was never converted (and the convert job's termination say done)."""
     layout = RunLayout(Path(run_dir))
+    found = inspect_checkpoints(layout.checkpoints) if layout.checkpoints.is_dir() else []
+    these = [checkpoint for checkpoint in found if checkpoint.iteration == iteration]
+    if not these:
+        known = ", ".join(str(i) for i in sorted({c.iteration for c in found})[-5:]) or "none"
+        raise UserError(f"{layout.checkpoints}: no checkpoint of iteration {iteration} (the last ones: {known}); "
+                        "nothing marked")
+    if not any(checkpoint.complete for checkpoint in these):
+        raise UserError(f"{layout.checkpoints}: the checkpoint of iteration {iteration} is not complete "
+                        f"({these[0].reason}); nothing marked (`orch ckpt pending --explain` tells more)")
     layout.converted.mkdir(parents=True, exist_ok=True)
     marker = layout.done_marker(iteration)
     temporary = marker.with_name(f".{marker.name}.{os.getpid()}")

@@ -156,7 +156,7 @@ def handle_run(args: argparse.Namespace) -> int:
         if not missing:
             print(f"orch: {cost_line(jobs, directory)[0]}")  # the node definition is not asked for a dry run
         return dry_run(jobs, make_scheduler(args.scheduler, directory), args.max_jobs, directory,
-                       args.retry_cancelled)
+                       args.retry_cancelled, args.probe_workers)
     if missing:
         raise UserError(f"{len(missing)} sbatch script(s) not built, first {missing[0]}: "
                         f"run `orch build {args.config}` first, or use `orch build-and-run`")
@@ -251,11 +251,25 @@ def confirm_cost(jobs: list[Job], args: argparse.Namespace, directory: Path | No
         raise UserError("not confirmed: nothing submitted")
 
 
-def dry_run(jobs: list[Job], scheduler, max_jobs: int | None, directory: Path, retry_cancelled: bool = False) -> int:
+def _flags(jobs: list[Job], what: str, workers: int) -> dict:
+    """{job name: FlagResult} of each job's `what` command, run `workers` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from orchestrator.monitor.probe_runner import run_flag_command
+
+    commands = [(job.name, getattr(job, what), job.probe_timeout_secs) for job in jobs if getattr(job, what)]
+    if not commands:
+        return {}
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(commands)))) as pool:
+        results = pool.map(lambda item: run_flag_command(item[1], item[2]), commands)
+        return {name: result for (name, _, _), result in zip(commands, results)}
+
+
+def dry_run(jobs: list[Job], scheduler, max_jobs: int | None, directory: Path, retry_cancelled: bool = False,
+            probe_workers: int = 16) -> int:
     """What the first cycle would do, with no submission, no cancel and no store write."""
     from orchestrator.job_state import JobState
     from orchestrator.monitor.ownership import is_campaign_submission
-    from orchestrator.monitor.probe_runner import run_flag_command
     from orchestrator.monitor.probes import OutputWatcher
     from orchestrator.scheduler.base import SchedulerUnavailable
     from orchestrator.state import StateStore
@@ -278,29 +292,40 @@ def dry_run(jobs: list[Job], scheduler, max_jobs: int | None, directory: Path, r
         print(f"{len(unbuilt)} of {len(jobs)} script(s) not built yet: `orch build` first (or `orch build-and-run`); "
               "below, 'would submit' means after that build")
     watcher = OutputWatcher()
-    would_submit = 0
+    cancelled = {job.name for job in jobs if not retry_cancelled and job.name in records
+                 and records[job.name].state == JobState.CANCELLED}
+    open_jobs = [job for job in jobs if job.name not in cancelled
+                 and not watcher.facts(job.output_file, job.termination_str).termination_matched]
+    # The probes of many jobs run side by side, as the monitor runs them (16 at a time): first the done checks,
+    # then the start conditions of the jobs that are neither done nor in the queue.
+    finished = _flags(open_jobs, "termination_cmd", probe_workers)
+    starts = _flags([job for job in open_jobs if not finished.get(job.name) and job.name not in in_queue],
+                    "start_condition_cmd", probe_workers)
+    open_names = {job.name for job in open_jobs}
+    would_submit = unbuilt_submit = 0
     for job in jobs:
         record = records.get(job.name)
-        if record is not None and record.state == JobState.CANCELLED and not retry_cancelled:
+        start = starts.get(job.name)
+        if job.name in cancelled:
             verdict = f"cancelled ({record.reason}): stays cancelled (--retry-cancelled runs it again)"
-        elif watcher.facts(job.output_file, job.termination_str).termination_matched:
+        elif job.name not in open_names:
             verdict = "done (termination_str found in output)"
-        elif job.termination_cmd and run_flag_command(job.termination_cmd, job.probe_timeout_secs).flag:
+        elif finished.get(job.name):
             verdict = "done (termination_cmd printed 1)"
         elif job.name in in_queue:
             found = in_queue[job.name]
             verdict = f"in the queue as {found.scheduler_id} ({found.state.value}): would adopt"
-        elif job.start_condition_cmd and not (
-                result := run_flag_command(job.start_condition_cmd, job.probe_timeout_secs)).flag:
-            verdict = f"waiting: start condition not met ({result.detail})"
+        elif start is not None and not start.flag:
+            verdict = f"waiting: start condition not met ({start.detail})"
         elif max_jobs is not None and len(in_queue) + would_submit >= max_jobs:
             verdict = f"ready, waits for a free slot (--max-jobs {max_jobs})"
         else:
             verdict = ("would submit after `orch build`: " if job.name in unbuilt else "would submit: ") + job.cmd
             would_submit += 1
+            unbuilt_submit += job.name in unbuilt
         print(f"{job.name}: {verdict}")
     print(f"dry run: {would_submit} of {len(jobs)} jobs would be submitted now"
-          + (f" ({len(unbuilt)} once built)" if unbuilt else "") + "; nothing was submitted")
+          + (f" ({unbuilt_submit} of them once built)" if unbuilt_submit else "") + "; nothing was submitted")
     return 0
 
 

@@ -175,12 +175,13 @@ def attention_lines(rows: list[dict[str, Any]], limit: int = 10) -> list[str]:
     return (["needs attention:"] + lines) if lines else []
 
 
-def _collect(jobs, directory) -> tuple[list[dict[str, Any]], bool]:
+def _collect(jobs, directory) -> tuple[list[dict[str, Any]], bool | str]:
+    """The rows, and whether a monitor ever ran (as the backend it submitted to, when known)."""
     from orchestrator.state import StateStore
 
     store = StateStore.open_existing(directory)
     try:
-        return status_rows(jobs, store, time.time()), store is not None
+        return status_rows(jobs, store, time.time()), (store.campaign_value("scheduler") or True) if store else False
     finally:
         if store is not None:
             store.close()
@@ -190,7 +191,8 @@ def _render(args: argparse.Namespace, rows: list[dict[str, Any]], has_store: boo
     from rich.console import Group
     from rich.text import Text
 
-    title = f"{args.config}: {len(rows)} jobs" + ("" if has_store else " (no monitor has run here yet)")
+    title = f"{args.config}: {len(rows)} jobs" + (f" on {has_store}" if isinstance(has_store, str) else "") + (
+        "" if has_store else " (no monitor has run here yet)")
     total = totals(rows)
     return Group(status_table(title, rows, width), Text(summary_line(total, args.budget)),
                  *[Text(line) for line in attention_lines(rows)])
