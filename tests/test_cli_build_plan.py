@@ -160,3 +160,33 @@ def test_missing_config_file(tmp_path: Path) -> None:
     result = orch("build", "nope.yaml", cwd=tmp_path)
     assert result.returncode == 2 and "nope.yaml" in result.stderr and "Traceback" not in result.stderr
     assert files_under(tmp_path) == set()
+
+
+@pytest.mark.parametrize("command", ["plan", "check", "build", "run", "status"])
+def test_a_misspelt_special_key_is_refused_by_every_command(campaign: Path, command: str) -> None:
+    (campaign / "c.yaml").write_text(CONFIG.replace("termination_str:", "termination_srt:"))
+    result = orch(command, "c.yaml", cwd=campaign)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "'termination_srt' (did you mean 'termination_str'?)" in result.stderr
+    assert not (campaign / "generated").exists() and not (campaign / ".orch").exists()
+
+
+def test_keys_nothing_reads_are_one_warning_and_keys_something_reads_are_not(campaign: Path) -> None:
+    config = CONFIG + "unused_knob: 3\nrun_note: \"lr {lr}\"\nnote_user: \"{run_note}\"\n"
+    (campaign / "c.yaml").write_text(config)
+    result = orch("plan", "c.yaml", cwd=campaign)
+    assert result.returncode == 0
+    (warning,) = [line for line in result.stderr.splitlines() if "used by no template" in line]
+    # engine and MODE name the template, size's option names are values, run_note is named by note_user.
+    assert warning.endswith("2 key(s) are used by no template, no other value and no orch tool: note_user, unused_knob")
+    # A template that mentions a key reads it, whatever its syntax.
+    (campaign / "templates" / "train.sbatch").write_text(FORMAT_TEMPLATE + "# {unused_knob}\n")
+    (campaign / "templates" / "eval.sbatch").write_text(FORMAT_TEMPLATE + "# {unused_knob} {note_user}\n")
+    assert "used by no template" not in orch("plan", "c.yaml", cwd=campaign).stderr
+
+
+def test_plan_warns_about_freeze_windows_that_cancel_healthy_silences(campaign: Path) -> None:
+    assert "cancelled as frozen" not in orch("plan", "c.yaml", cwd=campaign).stdout  # the one-hour default
+    (campaign / "c.yaml").write_text(CONFIG + "check_interval_secs: 60\nfreeze_secs: \"{check_interval_secs}\"\n")
+    out = orch("plan", "c.yaml", cwd=campaign).stdout
+    assert "warning: 8 job(s) are cancelled as frozen after 60s of silence" in out and "600 or more" in out

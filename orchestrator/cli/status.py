@@ -76,8 +76,8 @@ def _attention(record, attempts) -> str:
     """Why a job needs a look: it failed or was abandoned, froze, or waits unusually long to start."""
     if record is None:
         return ""
-    if record.state.value in ("failed", "abandoned"):
-        return record.state.value
+    if record.state.value in ("failed", "abandoned", "cancelled"):
+        return record.state.value  # attention_lines adds the reason: for a cancel, who cancelled it and when
     if attempts and attempts[-1].cancel_reason and record.state.value != "done":
         return attempts[-1].cancel_reason
     if record.state.value == "waiting" and record.start_attempts >= LONG_WAIT_CHECKS:
