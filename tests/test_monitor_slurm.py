@@ -134,7 +134,7 @@ def test_clean_exit_resubmitted_until_done_and_crash_loop_stops(slurm_cluster, p
     write_campaign(tmp_path, prefix=prefix, name="{prefix}{kind}", body="""
         if [ "{kind}" = crash ]; then echo "boom"; exit 3; fi
         n=$(cat logs/{name}.count 2>/dev/null || echo 0); n=$((n + 1)); echo $n > logs/{name}.count
-        echo "attempt $n"
+        echo "iteration $n"  # each attempt gets further: a continuation
         if [ $n -ge 3 ]; then echo "TRAINING DONE"; fi
         """, grid="kind: [resume, crash]", extra="max_failures: 2\n")
     result = run_slurm(tmp_path, "build-and-run", "campaign.yaml")
