@@ -2,17 +2,40 @@
 
 File names follow the writers' own naming functions (see `orchestrator/campaign/checkpoints.py` for the
 files and commits): Megatron-LM `get_checkpoint_name` and dist_checkpointing `save`, DeepSpeed
-`_get_ckpt_name` / `_get_zero_ckpt_name` / `ckpt_layer_path`, `ds_to_universal.py`. Contents are
-placeholders: completeness is judged by names and order, never by unpickling.
+`_get_ckpt_name` / `_get_zero_ckpt_name` / `ckpt_layer_path`, `ds_to_universal.py`. Contents are the real
+writers' bytes (tests/fixtures/checkpoints, recorded by scripts/record-checkpoint-fixtures.sh): every `.pt` a
+whole file torch.save wrote, the torch_dist files a real megatron-core save, `.npz` numpy's own zip; a whole
+file under each name, since completeness is judged by names, order and each file's own end.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
-TORCH_DIST_CONFIG = {"sharded_backend": "torch_dist", "sharded_backend_version": 1,
-                     "common_backend": "torch", "common_backend_version": 1}
+RECORDED = Path(__file__).parent / "fixtures" / "checkpoints"
+REAL_TORCH_FILE = (RECORDED / "zero1_whole" / "checkpoints" / "global_step2" / "mp_rank_00_model_states.pt").read_bytes()
+REAL_TORCH_DIST = RECORDED / "torch_dist_whole" / "checkpoints" / "iter_0000002"
+TORCH_DIST_CONFIG = json.loads((REAL_TORCH_DIST / "metadata.json").read_text())
+
+
+def _npz_bytes() -> bytes:
+    import numpy
+
+    buffer = io.BytesIO()
+    numpy.savez(buffer, weight=numpy.zeros(4))
+    return buffer.getvalue()
+
+
+def real_content(name: str) -> bytes:
+    """What the real writer leaves under this file name, whole."""
+    leaf = name.rsplit("/", 1)[-1]
+    if (REAL_TORCH_DIST / leaf).is_file():
+        return (REAL_TORCH_DIST / leaf).read_bytes()
+    if leaf.endswith(".npz"):
+        return _npz_bytes()
+    return REAL_TORCH_FILE
 
 LAYOUTS: dict[str, list[str]] = {
     # Megatron-LM legacy torch format, TP=2 (no pipeline: mp_rank_TT)
@@ -21,7 +44,7 @@ LAYOUTS: dict[str, list[str]] = {
     "torch_tp_pp": [f"mp_rank_{tp:02d}_{pp:03d}/{name}" for tp in range(2) for pp in range(2)
                     for name in ("model_optim_rng.pt", "distrib_optim.pt")],
     # torch_dist: shards, torch's .metadata, common.pt, and Megatron's metadata.json (written last)
-    "torch_dist": ["__0_0.distcp", "__1_0.distcp", ".metadata", "common.pt", "metadata.json"],
+    "torch_dist": ["__0_0.distcp", "__0_1.distcp", "__1_0.distcp", ".metadata", "common.pt", "metadata.json"],
     # the tinylm example's numpy twin of the legacy format
     "npz": ["mp_rank_00/model_optim_rng.npz"],
     # DeepSpeed ZeRO-1, model parallel 2, data parallel 2 (bf16 optimizer files)
@@ -55,7 +78,7 @@ def make_checkpoint(checkpoints: Path, iteration: int, fmt: str = "torch", track
     for name in files if files is not None else LAYOUTS["deepspeed" if fmt == "mds" else fmt]:
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(TORCH_DIST_CONFIG) if name == "metadata.json" else "x" * 16)
+        path.write_bytes(real_content(name))
     folder.mkdir(parents=True, exist_ok=True)
     if track:
         write_tracker(checkpoints, iteration, fmt)

@@ -18,12 +18,29 @@ def test_every_layout_is_complete_once_its_tracker_names_it(tmp_path, fmt):
     assert complete_iterations(tmp_path) == [100]
 
 
-@pytest.mark.parametrize("fmt", [*LAYOUTS, "mds"])
-def test_a_save_above_the_tracker_is_never_complete_however_old(tmp_path, fmt):
+@pytest.mark.parametrize("fmt", [fmt for fmt in (*LAYOUTS, "mds") if fmt not in ("deepspeed", "zero3", "pipeline")])
+def test_a_save_above_a_commit_tracker_is_never_complete_however_old(tmp_path, fmt):
+    """Megatron's tracker (after the barrier) and `latest_universal` (after the conversion) commit a save."""
     make_checkpoint(tmp_path, 100, fmt)
     make_checkpoint(tmp_path, 200, fmt, track=False)  # every file there, the tracker never moved: died or busy
     assert complete_iterations(tmp_path) == [100]
     assert "above the tracker" in verdicts(tmp_path)[200][1]
+
+
+@pytest.mark.parametrize("fmt", ["deepspeed", "zero3", "pipeline"])
+def test_deepspeed_latest_is_only_a_hint(tmp_path, fmt):
+    """Rank 0 writes `latest` at ZeRO 0-2 without waiting for the others: a whole save it does not name is
+    complete (rank 0 killed before `latest`), and one it names is not when a file is cut short."""
+    make_checkpoint(tmp_path, 100, fmt)
+    make_checkpoint(tmp_path, 200, fmt, track=False)
+    assert complete_iterations(tmp_path) == [100, 200]
+    assert "a hint only" in verdicts(tmp_path)[200][1]
+    folder = tmp_path / f"global_step{100}"
+    victim = sorted(folder.glob("*.pt"))[-1]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    assert complete_iterations(tmp_path) == [200]
+    assert verdicts(tmp_path)[100][1] == f"not whole: {victim.name} is truncated ({victim.stat().st_size} bytes, " \
+                                         "no end-of-central-directory record)"
 
 
 def test_no_tracker_means_no_finished_save(tmp_path):
@@ -99,8 +116,14 @@ def test_missing_or_empty_folders_hold_nothing(tmp_path):
     assert "no model files" in verdicts(tmp_path)[100][1]
 
 
-def test_garbage_tracker_is_ignored(tmp_path):
+def test_an_unreadable_tracker_falls_back_to_whole_files(tmp_path):
+    """A tracker whose writer died in it (empty) names nothing: whole saves are still found, never none forever."""
     make_checkpoint(tmp_path, 100, track=False)
-    (tmp_path / "latest_checkpointed_iteration.txt").write_text("release")
+    (tmp_path / "latest_checkpointed_iteration.txt").write_text("")
     assert tracked_iteration(tmp_path) is None
+    assert complete_iterations(tmp_path) == [100]
+    assert "latest_checkpointed_iteration.txt empty, unreadable or absent, a hint only" in verdicts(tmp_path)[100][1]
+    broken = tmp_path / "iter_0000100" / "mp_rank_01" / "model_optim_rng.pt"
+    broken.write_bytes(broken.read_bytes()[:100])
     assert complete_iterations(tmp_path) == []
+    assert verdicts(tmp_path)[100][1].startswith("not whole: mp_rank_01/model_optim_rng.pt is truncated (100 bytes")

@@ -16,9 +16,14 @@ Layouts under `RUN_DIR/checkpoints/` (several may be mixed), as the writers name
 - Megatron-DeepSpeed (argonne-lcf @ffa3456d, `megatron/checkpointing.py`): DeepSpeed's layout, then a
   barrier, then Megatron's `latest_checkpointed_iteration.txt`: that tracker governs when present.
 
-So an iteration above its tracker is being written or died part-way and is never complete; one at or
-below it is complete when every file its format implies is there (every rank of the grid seen in any
-folder of the same layout in the run). Without any tracker no save has finished.
+A save is complete when every file of it is whole (`whole_files`: each torch.save zip ends with its end
+record, every .distcp is as long as `.metadata` records, ...), every file its format implies is there (every
+rank of the grid seen in any folder of the same layout in the run), and its commit point names it: Megatron's
+tracker (after the barrier) and `latest_universal` are commit points, so an iteration above them is never
+complete; DeepSpeed's `latest` is not (rank 0 writes it at ZeRO 0-2 without waiting), nor is an empty or
+unreadable tracker: there the whole files decide. A torch_dist folder without any tracker is committed by its
+own metadata.json (megatron-core alone writes no tracker). Legacy `iter_*` folders without a tracker file have
+no finished save.
 
 Conversion bookkeeping lives next to the checkpoints:
 `RUN_DIR/converted_checkpoints/iter_<N>.done` (converted) and `RUN_DIR/in_progress_checkpoints/iter_<N>.lock`.
@@ -32,6 +37,8 @@ import re
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
+
+from orchestrator.campaign.whole_files import file_problem, torch_dist_problem
 
 MEGATRON_TRACKER = "latest_checkpointed_iteration.txt"
 DEEPSPEED_TRACKER = "latest"
@@ -242,10 +249,53 @@ def _describe_rank(kind: str, rank: tuple[int, ...]) -> str:
 
 
 # -- verdicts ------------------------------------------------------------------------------------------
+def _files_problem(path: Path, contents: _Contents) -> str:
+    """The first file of the folder that is not whole (`whole_files`), "" when every one is."""
+    if contents.layout == "torch_dist":
+        problem = torch_dist_problem(path)
+        return problem or file_problem(path / "common.pt")
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return "cannot read the folder"
+    for entry in sorted(entries, key=lambda e: e.name):
+        if entry.is_dir():
+            if _RANK_DIR.match(entry.name):  # Megatron's legacy layout: mp_rank_TT[_PPP]/model_optim_rng.pt
+                for name in (*_MODEL_FILES, "distrib_optim.pt"):
+                    candidate = Path(entry.path) / name
+                    if candidate.is_file():
+                        problem = file_problem(candidate)
+                        if problem:
+                            return f"{entry.name}/{problem}"
+            continue
+        problem = file_problem(Path(entry.path))
+        if problem:
+            return problem
+    return ""
+
+
+def _governing_tracker(path: Path, universal: bool, found: dict[str, int], megatron_file: bool,
+                       layout: str) -> tuple[str, bool]:
+    """(tracker name, is it a commit point) for one folder.
+
+    Megatron's tracker is written once every rank has saved (after a barrier, in Megatron-LM and
+    Megatron-DeepSpeed alike) and `latest_universal` once a conversion is done: commit points. DeepSpeed's
+    `latest` is not (rank 0 writes it at ZeRO 0-2 without waiting for the others): a hint. A Megatron tracker
+    that is there but empty or unreadable (its writer died in it) is no commit point either."""
+    if universal:
+        return UNIVERSAL_TRACKER, True
+    if MEGATRON_TRACKER in found:
+        return MEGATRON_TRACKER, True
+    if path.name.startswith("global_step") or megatron_file:
+        return (DEEPSPEED_TRACKER if path.name.startswith("global_step") else MEGATRON_TRACKER), False
+    # megatron-core alone writes no tracker: a torch_dist folder's metadata.json, written last, commits it.
+    return MEGATRON_TRACKER, layout != "torch_dist"
+
+
 def inspect_checkpoints(checkpoints: Path) -> list[Checkpoint]:
     """Every checkpoint folder of a run with whether it is complete and why (sorted by iteration)."""
     found = trackers(checkpoints)
-    tracked = tracked_iteration(checkpoints)
+    megatron_file = (checkpoints / MEGATRON_TRACKER).exists()
     folders = [(iteration, path, universal, _contents(path)) for iteration, path, universal in _iteration_folders(checkpoints)]
     run_grids: dict[str, dict[str, set[tuple[int, ...]]]] = {}
     for _iteration, _path, _universal, contents in folders:
@@ -253,26 +303,28 @@ def inspect_checkpoints(checkpoints: Path) -> list[Checkpoint]:
             run_grids.setdefault(contents.layout, {}).setdefault(kind, set()).update(ranks)
     verdicts = []
     for iteration, path, universal, contents in folders:
-        if universal:
-            tracker_name = UNIVERSAL_TRACKER
-        elif path.name.startswith("global_step") and MEGATRON_TRACKER not in found:
-            tracker_name = DEEPSPEED_TRACKER
-        else:
-            tracker_name = MEGATRON_TRACKER
-        limit = found.get(UNIVERSAL_TRACKER) if universal else tracked
-        if limit is None:
+        tracker_name, commit_point = _governing_tracker(path, universal, found, megatron_file, contents.layout)
+        limit = found.get(tracker_name)
+        if commit_point and limit is None:
             verdict = (False, f"no {tracker_name} tracker yet: no save has finished")
-        elif iteration > limit:
+        elif commit_point and iteration > limit:
             verdict = (False, f"above the tracker ({tracker_name} = {limit}): being written or died part-way")
         elif contents.problem:
             verdict = (False, contents.problem)
         else:
             missing = _missing(contents, run_grids.get(contents.layout, {}))
+            broken = "" if missing else _files_problem(path, contents)
             if missing:
                 shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
                 verdict = (False, f"missing {shown}")
+            elif broken:
+                verdict = (False, f"not whole: {broken}")
+            elif commit_point:
+                verdict = (True, f"complete ({tracker_name} = {limit}), every file whole")
             else:
-                verdict = (True, f"complete ({tracker_name} = {limit})")
+                named = f"global_step{limit}" if tracker_name == DEEPSPEED_TRACKER else str(limit)
+                hint = f"{tracker_name} = {named}" if limit is not None else f"{tracker_name} empty, unreadable or absent"
+                verdict = (True, f"complete: every file whole ({hint}, a hint only)")
         verdicts.append(Checkpoint(iteration, path, contents.layout, *verdict, universal=universal))
     return verdicts
 

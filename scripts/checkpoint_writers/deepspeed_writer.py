@@ -4,8 +4,9 @@ Run by scripts/record-checkpoint-fixtures.sh under torchrun:
     DS_ACCELERATOR=cpu torchrun --nproc_per_node 2 deepspeed_writer.py OUT STAGE DTYPE MODEL FAULT
 STAGE 0-3, DTYPE fp32|bf16, MODEL plain|pipe, FAULT one of:
     none                  two saves, global_step2 and global_step4
-    stop_rank1_optim      rank 1 stops (SIGSTOP) half-way through writing a file of global_step4
-    kill_rank1_optim      rank 1 is killed (SIGKILL) half-way through writing a file of global_step4
+    stop_rank1_optim      rank 1 stops (SIGSTOP) half-way through writing its optimizer shard of global_step4
+    kill_rank1_optim      rank 1 is killed (SIGKILL) half-way through writing its optimizer shard of global_step4
+                          (at ZeRO 0, where only rank 0 writes, rank 0 half-way through the model states)
     kill_rank0_at_latest  rank 0 is killed just before it opens `latest` for global_step4
     kill_rank0_in_latest  rank 0 is killed after `latest` was opened (truncated) and before the tag is written
 A file cut "half-way" holds the first half of the bytes the real serializer produced for it (torch.save into
@@ -39,7 +40,9 @@ def _die(sig: int) -> None:
 
 def faulty_save(obj, f, *args, **kwargs):
     path = str(f)
-    target = (FAULT_TAG in path and rank == 1 and fault in ("stop_rank1_optim", "kill_rank1_optim")
+    # At ZeRO 0 only rank 0 writes (the model states, optimizer included): it is the one cut off there.
+    writer = 0 if stage == 0 else 1
+    target = (FAULT_TAG in path and rank == writer and fault in ("stop_rank1_optim", "kill_rank1_optim")
               and ("optim_states" in path or (stage == 0 and "model_states" in path)))
     if not target:
         return real_save(obj, f, *args, **kwargs)
@@ -82,6 +85,9 @@ config = {
 }
 if model_kind == "pipe":
     from deepspeed.pipe import PipelineModule
+
+    deepspeed.init_distributed(dist_backend="gloo")  # PipelineModule builds its topology at construction
+    config["train_batch_size"] = 2  # two pipeline stages on the two ranks: data parallel 1
 
     layers = [torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)]
     model = PipelineModule(layers=layers, num_stages=2, loss_fn=torch.nn.MSELoss())

@@ -26,7 +26,8 @@ HERE = Path(__file__).resolve().parent
 DEEPSPEED_CASES = [
     # (case name, ZeRO stage, dtype, model, fault)
     *[(f"zero{s}_whole", s, "fp32", "plain", "none") for s in (0, 1, 2, 3)],
-    *[(f"zero{s}_rank1_killed_mid_write", s, "fp32", "plain", "kill_rank1_optim") for s in (0, 1, 2, 3)],
+    ("zero0_rank0_killed_mid_write", 0, "fp32", "plain", "kill_rank1_optim"),  # ZeRO 0: only rank 0 writes
+    *[(f"zero{s}_rank1_killed_mid_write", s, "fp32", "plain", "kill_rank1_optim") for s in (1, 2, 3)],
     ("zero1_rank1_stopped_mid_write", 1, "fp32", "plain", "stop_rank1_optim"),
     ("zero3_rank1_stopped_mid_write", 3, "fp32", "plain", "stop_rank1_optim"),
     ("zero1_rank0_killed_before_latest", 1, "fp32", "plain", "kill_rank0_at_latest"),
@@ -94,6 +95,8 @@ def run_case(script: str, args: list[str], save_dir: Path, target: Path, stop: b
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         time.sleep(1)  # a forked writer of a killed rank may still finish its file
+        if not save_dir.is_dir():
+            raise SystemExit(f"{script} {' '.join(args)} wrote no checkpoint (exit {process.returncode})")
         shutil.copytree(save_dir, target, symlinks=True)
     for helper in ("zero_to_fp32.py", "zero_to_torch.py"):
         (target / helper).unlink(missing_ok=True)
@@ -141,6 +144,7 @@ def main() -> None:
         truth[name] = {"writer": f"deepspeed ZeRO-{stage} {dtype} {model}", "fault": fault,
                        "saves": deepspeed_truth(target, stage)}
         print(name, json.dumps(truth[name]["saves"]), flush=True)
+        _write(truth_path, truth)
     for name, fault in MEGATRON_CASES:
         if wanted and name not in wanted:
             continue
@@ -151,11 +155,16 @@ def main() -> None:
         truth[name] = {"writer": "megatron-core dist_checkpointing torch_dist (CUDA calls patched out)", "fault": fault,
                        "saves": megatron_truth(target)}
         print(name, json.dumps(truth[name]["saves"]), flush=True)
+        _write(truth_path, truth)
     versions = subprocess.run([sys.executable, "-c", "import torch, deepspeed, megatron.core as m; "
                                "print(torch.__version__, deepspeed.__version__, m.__version__)"],
                               capture_output=True, text=True, env=ENV).stdout.split()
     truth["_recorded_with"] = dict(zip(("torch", "deepspeed", "megatron-core"), versions))
-    truth_path.write_text(json.dumps(truth, indent=1, sort_keys=True) + "\n")
+    _write(truth_path, truth)
+
+
+def _write(path: Path, truth: dict) -> None:
+    path.write_text(json.dumps(truth, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
