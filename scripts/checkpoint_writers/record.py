@@ -55,6 +55,34 @@ def torchrun(script: str, *args: str) -> subprocess.Popen:
                             start_new_session=True)
 
 
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL torchrun and every rank below it (the ranks run in sessions of their own)."""
+    below = [int(stat.parent.name) for stat in Path("/proc").glob("[0-9]*/stat")
+             if int(stat.parent.name) != process.pid and _descends(int(stat.parent.name), process.pid)]
+    for pid in [process.pid, *below]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait()
+
+
+def kill_orphaned_helpers() -> None:
+    """megatron-core's writer leaves multiprocessing helpers (resource_tracker, spawned workers) behind when a rank
+    dies; outside a Slurm cgroup nothing reaps them."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+            parent = int(Path(cmdline.parent, "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == 1 and words and words[0] == sys.executable.encode() and b"multiprocessing" in b" ".join(words):
+            try:
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def stopped_child(parent: int) -> bool:
     """Is a process below `parent` stopped (state T)?"""
     for status in Path("/proc").glob("[0-9]*/stat"):
@@ -86,14 +114,12 @@ def run_case(script: str, args: list[str], save_dir: Path, target: Path, stop: b
             time.sleep(0.2)
         time.sleep(2)  # let rank 0 go on as far as it does without rank 1
         shutil.copytree(save_dir, target, symlinks=True)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        kill_tree(process)
     else:
         try:
             process.wait(timeout=300)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            kill_tree(process)
         time.sleep(1)  # a forked writer of a killed rank may still finish its file
         if not save_dir.is_dir():
             raise SystemExit(f"{script} {' '.join(args)} wrote no checkpoint (exit {process.returncode})")
@@ -152,6 +178,7 @@ def main() -> None:
         shutil.rmtree(out / name, ignore_errors=True)
         with tempfile.TemporaryDirectory() as scratch:
             run_case("megatron_writer.py", [fault], Path(scratch) / "checkpoints", target, stop=False)
+            kill_orphaned_helpers()
         truth[name] = {"writer": "megatron-core dist_checkpointing torch_dist (CUDA calls patched out)", "fault": fault,
                        "saves": megatron_truth(target)}
         print(name, json.dumps(truth[name]["saves"]), flush=True)
