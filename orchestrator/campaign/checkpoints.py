@@ -155,6 +155,7 @@ class _Contents:
     layout: str
     grids: dict[str, set[tuple[int, ...]]]  # file kind -> the rank tuples present
     problem: str = ""  # a format-level reason it is not complete
+    entries: tuple[os.DirEntry, ...] = ()  # the folder's listing, read once
 
 
 def _contents(path: Path) -> _Contents:
@@ -167,6 +168,10 @@ def _contents(path: Path) -> _Contents:
         return _Contents("torch_dist", {}, _torch_dist_problem(path, names))
     grids: dict[str, set[tuple[int, ...]]] = {}
     for entry in entries:
+        optim = _DS_OPTIM.match(entry.name)  # the most numerous files of a large run: looked at first
+        if optim:
+            grids.setdefault("zero_pp_rank_D_mp_rank_TT_optim_states.pt", set()).add((int(optim.group(2)), int(optim.group(3))))
+            continue
         rank = _RANK_DIR.match(entry.name)
         if rank and entry.is_dir():
             key = tuple(int(group) for group in rank.groups() if group is not None)
@@ -181,18 +186,16 @@ def _contents(path: Path) -> _Contents:
             match = pattern.match(entry.name)
             if match:
                 grids.setdefault(kind, set()).add(tuple(int(g) for g in match.groups()))
-        optim = _DS_OPTIM.match(entry.name)
-        if optim:
-            grids.setdefault("zero_pp_rank_D_mp_rank_TT_optim_states.pt", set()).add((int(optim.group(2)), int(optim.group(3))))
+    listing = tuple(entries)
     if "rank folder" in grids:
-        return _Contents("torch", grids)
+        return _Contents("torch", grids, entries=listing)
     if "zero_pp_rank_D_mp_rank_TT_model_states.pt" in grids:
-        return _Contents("deepspeed ZeRO-3", grids)
+        return _Contents("deepspeed ZeRO-3", grids, entries=listing)
     if "layer_LL-model_TT-model_states.pt" in grids:
-        return _Contents("deepspeed pipeline", grids)
+        return _Contents("deepspeed pipeline", grids, entries=listing)
     if "mp_rank_TT_model_states.pt" in grids:
         universal = "universal" if (path / "zero").is_dir() else "deepspeed"
-        return _Contents(universal, grids)
+        return _Contents(universal, grids, entries=listing)
     if (path / "zero").is_dir():
         return _Contents("universal", grids, "no mp_rank_TT_model_states.pt beside zero/")
     return _Contents("unknown", grids, "no model files in a known format")
@@ -254,24 +257,21 @@ def _files_problem(path: Path, contents: _Contents) -> str:
     if contents.layout == "torch_dist":
         problem = torch_dist_problem(path)
         return problem or file_problem(path / "common.pt")
-    try:
-        entries = list(os.scandir(path))
-    except OSError:
-        return "cannot read the folder"
-    for entry in sorted(entries, key=lambda e: e.name):
+    problems: list[str] = []
+    for entry in contents.entries:
         if entry.is_dir():
             if _RANK_DIR.match(entry.name):  # Megatron's legacy layout: mp_rank_TT[_PPP]/model_optim_rng.pt
                 for name in (*_MODEL_FILES, "distrib_optim.pt"):
-                    candidate = Path(entry.path) / name
-                    if candidate.is_file():
+                    candidate = os.path.join(entry.path, name)
+                    if os.path.isfile(candidate):
                         problem = file_problem(candidate)
                         if problem:
-                            return f"{entry.name}/{problem}"
+                            problems.append(f"{entry.name}/{problem}")
             continue
-        problem = file_problem(Path(entry.path))
+        problem = file_problem(entry.path, entry.name)
         if problem:
-            return problem
-    return ""
+            problems.append(problem)
+    return min(problems, default="")  # the same file named whatever order the folder lists them in
 
 
 def _governing_tracker(path: Path, universal: bool, found: dict[str, int], megatron_file: bool,
