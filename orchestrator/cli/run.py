@@ -1,7 +1,8 @@
 """`orch run CONFIG` (and `orch build-and-run CONFIG`): the monitor, until every job is done, failed or abandoned.
 
-Exit 0 when every job is done, 1 when some failed or were abandoned, 2 on bad input (including a
-second monitor on the same campaign), 128+signal when stopped by SIGINT/SIGTERM (jobs keep running).
+Exit 0 when every job is done (or cancelled by the user), 1 when some failed or were abandoned, 2 on bad
+input (including a second monitor on the same campaign, on this host or another), 3 when this monitor lost
+the campaign's lease to another one, 128+signal when stopped by SIGINT/SIGTERM (jobs keep running).
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.cli.check import add_check_arguments, check_rendered
 from orchestrator.cli.common import add_job_selection_arguments, campaign_state_dir, selected_jobs
 from orchestrator.errors import UserError
 from orchestrator.jobs import Job
+
+if TYPE_CHECKING:
+    from orchestrator.state.lease import MonitorLease
 
 LOG_FORMAT = "%(asctime)s %(message)s"
 DEFAULT_CONFIRM_ABOVE = 100.0
@@ -163,44 +168,58 @@ def handle_run(args: argparse.Namespace) -> int:
     if not args.no_check:  # what will be submitted: the scripts as built
         check_rendered(args, [(job, Path(job.sbatch_script).read_text(errors="replace")) for job in jobs])
 
-    from orchestrator.accounting.provenance import campaign_provenance
-    from orchestrator.monitor.loop import Monitor, MonitorOptions, default_poll_secs
-    from orchestrator.state import StateStore, acquire_monitor_lock
+    from orchestrator.state import acquire_monitor_lock
+    from orchestrator.state.lease import MonitorLease
 
-    from orchestrator.cli.common import cluster_node_gpus
-
+    # The flock lock keeps two monitors on one host apart; the lease (link(), no lock calls) any two hosts.
     with acquire_monitor_lock(directory):
-        remembered = remembered_scheduler(directory)
-        scheduler = make_scheduler(args.scheduler, directory)
-        _check_auto_scheduler_answers(scheduler, args.scheduler, remembered)
-        node_gpus = cluster_node_gpus(scheduler)
-        confirm_cost(jobs, args, directory, node_gpus)
-        log_handlers = _start_logging(directory / "monitor.log", args.verbose)
-        store = StateStore.open(directory)
-        if remembered is not None and remembered != scheduler.name:
-            print(f"orch: this campaign's jobs were submitted to {remembered} before; now to {scheduler.name} "
-                  "(--scheduler): jobs still in the other one are not seen", file=sys.stderr)
-        store.set_campaign_value("scheduler", scheduler.name)  # cancel, status and the next run use it
-        options = MonitorOptions(
-            poll_secs=args.poll_secs or default_poll_secs(jobs),
-            max_jobs=args.max_jobs,
-            max_start_attempts=args.max_start_attempts,
-            probe_workers=args.probe_workers,
-            budget_gpu_hours=args.budget,
-            retry_cancelled=args.retry_cancelled,
-            node_gpus=node_gpus,
-        )
-        provenance = campaign_provenance(args.config, args.fixes, args.typed_fixes, args.filters, args.filter_cmd)
-        monitor = Monitor(jobs, scheduler, store, options, provenance=provenance)
-        previous = {sig: signal.signal(sig, lambda signum, frame: monitor.stop(signum))
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        lease = MonitorLease.acquire(directory)
+        if lease.took_over:
+            print(f"orch: took over the monitor lease of {lease.took_over}", file=sys.stderr)
         try:
-            return monitor.run()
+            return _monitor(args, jobs, directory, lease)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            store.close()
-            _stop_logging(log_handlers)
+            lease.release()
+
+
+def _monitor(args: argparse.Namespace, jobs: list[Job], directory: Path, lease: MonitorLease) -> int:
+    """The monitor proper, once the campaign's lease is held."""
+    from orchestrator.accounting.provenance import campaign_provenance
+    from orchestrator.cli.common import cluster_node_gpus
+    from orchestrator.monitor.loop import Monitor, MonitorOptions, default_poll_secs
+    from orchestrator.state import StateStore
+
+    remembered = remembered_scheduler(directory)
+    scheduler = make_scheduler(args.scheduler, directory)
+    _check_auto_scheduler_answers(scheduler, args.scheduler, remembered)
+    node_gpus = cluster_node_gpus(scheduler)
+    confirm_cost(jobs, args, directory, node_gpus)
+    log_handlers = _start_logging(directory / "monitor.log", args.verbose)
+    store = StateStore.open(directory)
+    if remembered is not None and remembered != scheduler.name:
+        print(f"orch: this campaign's jobs were submitted to {remembered} before; now to {scheduler.name} "
+              "(--scheduler): jobs still in the other one are not seen", file=sys.stderr)
+    store.set_campaign_value("scheduler", scheduler.name)  # cancel, status and the next run use it
+    options = MonitorOptions(
+        poll_secs=args.poll_secs or default_poll_secs(jobs),
+        max_jobs=args.max_jobs,
+        max_start_attempts=args.max_start_attempts,
+        probe_workers=args.probe_workers,
+        budget_gpu_hours=args.budget,
+        retry_cancelled=args.retry_cancelled,
+        node_gpus=node_gpus,
+    )
+    provenance = campaign_provenance(args.config, args.fixes, args.typed_fixes, args.filters, args.filter_cmd)
+    monitor = Monitor(jobs, scheduler, store, options, provenance=provenance, lease=lease)
+    previous = {sig: signal.signal(sig, lambda signum, frame: monitor.stop(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return monitor.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        store.close()
+        _stop_logging(log_handlers)
 
 
 def cost_line(jobs: list[Job], directory: Path, node_gpus=None) -> tuple[str, float, int]:

@@ -187,12 +187,20 @@ def _collect(jobs, directory) -> tuple[list[dict[str, Any]], bool | str]:
             store.close()
 
 
+def monitor_line(directory) -> str:
+    """Where the campaign's monitor runs, from its lease: host, pid and heartbeat age."""
+    from orchestrator.state.lease import LEASE_NAME, read_holder
+
+    holder = read_holder(directory / LEASE_NAME)
+    return f"; monitor: {holder.describe(time.time())}" if holder is not None else "; no monitor running"
+
+
 def _render(args: argparse.Namespace, rows: list[dict[str, Any]], has_store: bool, width: int):
     from rich.console import Group
     from rich.text import Text
 
     title = f"{args.config}: {len(rows)} jobs" + (f" on {has_store}" if isinstance(has_store, str) else "") + (
-        "" if has_store else " (no monitor has run here yet)")
+        "" if has_store else " (no monitor has run here yet)") + monitor_line(campaign_state_dir(args.config))
     total = totals(rows)
     return Group(status_table(title, rows, width), Text(summary_line(total, args.budget)),
                  *[Text(line) for line in attention_lines(rows)])

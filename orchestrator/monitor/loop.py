@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 from orchestrator.accounting.estimate import JobEstimate, estimate_job
 from orchestrator.accounting.ledger import committed_gpu_hours
@@ -61,6 +61,15 @@ MAX_PROBE_WAIT_SECS = 2.0
 # (other users' or campaigns' jobs may have left the queue meanwhile).
 DEFAULT_LIMIT_RETRY_SECS = 60.0
 LINGER_WAIT_SECS = 30.0  # at most this long, at the end, for finished jobs' submissions to leave the queue
+FENCED_EXIT = 3  # `orch run`'s exit code when the monitor lost its lease to another one
+
+
+class Fence(Protocol):
+    """The campaign's monitor lease as the loop uses it (`state.lease.MonitorLease`)."""
+
+    def still_held(self) -> bool: ...
+
+    def heartbeat(self) -> bool: ...
 
 
 def default_poll_secs(jobs: Sequence[Job]) -> float:
@@ -128,6 +137,7 @@ class Monitor:
         clock: Callable[[], float] = time.time,
         probe: ProbeFunction | None = None,
         provenance: CampaignProvenance | None = None,
+        lease: Fence | None = None,
     ) -> None:
         self.jobs = list(jobs)
         self._by_name = {job.name: job for job in self.jobs}
@@ -148,6 +158,9 @@ class Monitor:
         self._logged_once: set[tuple[str, str]] = set()
         self._provenance = provenance
         self._committed_gpu_hours = 0.0
+        self._lease = lease
+        self.fenced = False
+        """The campaign's lease went to another monitor: this one did nothing more and stopped."""
 
     # ------------------------------------------------------------ running
 
@@ -191,6 +204,8 @@ class Monitor:
         try:
             while True:
                 report = self.cycle()
+                if self.fenced:
+                    return FENCED_EXIT
                 if report.finished:
                     self._wait_for_lingering()
                     return self.summary()
@@ -243,7 +258,22 @@ class Monitor:
 
     # ------------------------------------------------------------ one cycle
 
+    def _may_act(self, renew: bool = False) -> bool:
+        """Fencing: is the campaign's lease still ours? Checked before every submit and cancel, renewed each cycle."""
+        if self._lease is None or self.fenced:
+            return not self.fenced
+        held = self._lease.heartbeat() if renew else self._lease.still_held()
+        if not held:
+            self.fenced = True
+            self._stop.set()
+            self._log(None, "fenced", "this monitor lost the campaign's lease (another monitor took it over, or "
+                                      "`orch unlock` broke it): it submits and cancels nothing more, and stops",
+                      logging.ERROR)
+        return held
+
     def cycle(self) -> CycleReport:
+        if not self._may_act(renew=True):
+            return CycleReport(False, 0, False)
         now = self._clock()
         records = self.store.jobs([job.name for job in self.jobs])
         live = [job for job in self.jobs if not records[job.name].state.is_terminal]
@@ -462,6 +492,8 @@ class Monitor:
                     level = logging.WARNING if action.to in (JobState.FAILED, JobState.ABANDONED) else logging.INFO
                     self._log(name, kind, f"{old.value} -> {action.to.value}: {action.reason}", level)
             elif isinstance(action, Submit):
+                if not self._may_act():
+                    return _Applied(scheduler_answered=False)
                 self.store.set_state(name, JobState.QUEUED, f"submitting ({action.reason})", expected=state)
                 state = JobState.QUEUED
                 outcome = self._submit(job, action, output, active)
@@ -471,6 +503,8 @@ class Monitor:
                 if not outcome:
                     return _Applied()  # refused: the job is waiting again, nothing more to do this cycle
             elif isinstance(action, Cancel):
+                if not self._may_act():
+                    return _Applied(scheduler_answered=False)
                 self._log(name, action.why.replace("_", "-"), action.reason, logging.WARNING)
                 try:
                     self.scheduler.cancel([action.scheduler_id])
