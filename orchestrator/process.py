@@ -61,3 +61,16 @@ def run_command(
         process.communicate()
         raise CommandTimeout(f"{command if shell else ' '.join(command)} timed out after {timeout:g}s") from None
     return CommandResult(process.returncode, stdout, stderr)
+
+
+def pid_alive(pid: int) -> bool:
+    """Is there a process with this id on this host (owned by anyone)?"""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from orchestrator.campaign.checkpoints import RunLayout, inspect_checkpoints
 from orchestrator.errors import UserError
+from orchestrator.process import pid_alive
 
 DEFAULT_STALE_SECS = 6 * 3600.0  # longer than any conversion + evaluation of one checkpoint
 CLAIMS_LOCK_TIMEOUT_SECS = 120.0
@@ -44,23 +45,11 @@ def read_lock(path: Path) -> LockInfo | None:
         return LockInfo(pid=0, host="", time=mtime)  # half-written or foreign: judge by age only
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
 def is_stale(info: LockInfo, stale_secs: float, now: float | None = None) -> bool:
     now = time.time() if now is None else now
     if now - info.time >= stale_secs:
         return True
-    return info.host == socket.gethostname() and info.pid > 0 and not _pid_alive(info.pid)
+    return info.host == socket.gethostname() and info.pid > 0 and not pid_alive(info.pid)
 
 
 def _live_lock(layout: RunLayout, iteration: int, stale_secs: float, now: float) -> bool:

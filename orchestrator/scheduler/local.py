@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.jobs import Job
+from orchestrator.process import pid_alive
 from orchestrator.scheduler.base import NodeGpus, Observation, SchedulerState, SchedulerUnavailable, SubmitError
 from orchestrator.scheduler.sbatch_script import parse_time_limit, script_options
 
@@ -71,13 +72,7 @@ def _alive(pid: int | None, start_ticks: int | None) -> bool:
     if Path("/proc").is_dir():
         ticks = _process_start_ticks(pid)
         return ticks is not None and (start_ticks is None or ticks == start_ticks)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def _group_alive(pgid: int | None) -> bool:

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from orchestrator.errors import UserError
+from orchestrator.process import pid_alive
 
 LEASE_NAME = "monitor.lease"
 DEFAULT_TTL_SECS = 600.0
@@ -82,19 +83,9 @@ def read_holder(path: Path) -> Holder | None:
         return Holder("unknown", 0, "", "", 0, 0.0)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid > 0
-
-
 def stale_reason(holder: Holder, me: Identity, now: float, ttl: float) -> str:
     """Why this lease may be taken over ("" while its holder may still be alive)."""
-    if holder.host == me.host and holder.boot_id == me.boot_id and not _pid_alive(holder.pid):
+    if holder.host == me.host and holder.boot_id == me.boot_id and not pid_alive(holder.pid):
         return f"its holder {holder.host} pid {holder.pid} is gone"
     if holder.host == me.host and holder.boot_id and me.boot_id and holder.boot_id != me.boot_id:
         return f"{holder.host} rebooted since"
