@@ -24,7 +24,6 @@ from orchestrator.scheduler.sbatch_script import directive_lines, options_from, 
 
 GPUS_KEY = "estimate_gpus"
 HOURS_KEY = "estimate_hours"
-TFLOPS_KEY = "estimate_tflops"  # achieved TFLOP/s per GPU: turns a job's training FLOPs into GPU-hours
 
 
 @dataclass(frozen=True)

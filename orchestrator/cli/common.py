@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.errors import UserError
 from orchestrator.jobs import Job
+
+if TYPE_CHECKING:
+    from orchestrator.accounting.estimate import JobEstimate
+    from orchestrator.scheduler.base import NodeGpus, Scheduler
 
 
 def add_job_selection_arguments(parser: argparse.ArgumentParser, command_help: str | None = None) -> None:
@@ -73,22 +78,24 @@ def campaign_state_dir(config: str, jobs: list[Job] | None = None) -> Path:
     return directory
 
 
-def cluster_node_gpus(scheduler=None, choice: str | None = None):
+def cluster_node_gpus(scheduler: Scheduler | None = None) -> NodeGpus | None:
     """GPUs per node as the cluster defines them (for jobs that ask for nodes and name no GPUs), from the given
-    backend or the one `choice` picks; None when it does not answer (their GPU-hours stay unknown)."""
+    backend or the one `auto` picks; None when it cannot tell or does not answer (their GPU-hours stay unknown)."""
     from orchestrator.scheduler.base import SchedulerUnavailable
 
     if scheduler is None:
         from orchestrator.scheduler.select import select_scheduler
 
-        scheduler = select_scheduler(choice or "auto")
+        scheduler = select_scheduler("auto")
+    node_gpus = getattr(scheduler, "node_gpus", None)  # an optional capability beside the boundary
     try:
-        return scheduler.node_gpus()
-    except (SchedulerUnavailable, AttributeError):
+        return node_gpus() if node_gpus is not None else None
+    except SchedulerUnavailable:
         return None
 
 
-def estimates_with_compute(jobs: list[Job], node_gpus=None, ask_cluster: bool = True):
+def estimates_with_compute(jobs: list[Job], node_gpus: NodeGpus | None = None,
+                           ask_cluster: bool = True) -> dict[str, JobEstimate]:
     """Every job's estimate; the cluster's node definition asked only if some job needs it; the compute-based
     figure added where the config gives `estimate_tflops`."""
     import dataclasses
