@@ -82,6 +82,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--confirm-above", type=float, metavar="GPU_HOURS", default=DEFAULT_CONFIRM_ABOVE,
                         help=f"ask before submitting when the estimate exceeds this (default {DEFAULT_CONFIRM_ABOVE:g})")
     parser.add_argument("-y", "--yes", action="store_true", help="do not ask (for scripts and cron)")
+    parser.add_argument("--once", action="store_true",
+                        help="run one monitor cycle and exit (a tick, for cron or scrontab: `orch cron CONFIG` prints "
+                             "the lines); a tick that finds another monitor or tick at work exits 0 doing nothing")
     parser.add_argument("--retry-cancelled", action="store_true",
                         help="run the jobs `orch cancel` cancelled again (otherwise they stay cancelled)")
     parser.add_argument("--filter-cmd", metavar="CMD",
@@ -172,8 +175,19 @@ def handle_run(args: argparse.Namespace) -> int:
     from orchestrator.state.lease import MonitorLease
 
     # The flock lock keeps two monitors on one host apart; the lease (link(), no lock calls) any two hosts.
-    with acquire_monitor_lock(directory):
-        lease = MonitorLease.acquire(directory)
+    try:
+        lock = acquire_monitor_lock(directory)
+        try:
+            lease = MonitorLease.acquire(directory)
+        except UserError:
+            lock.release()
+            raise
+    except UserError as held:
+        if not args.once:
+            raise
+        print(f"orch: tick skipped: {held}", file=sys.stderr)  # cron's next tick tries again
+        return 0
+    with lock:
         if lease.took_over:
             print(f"orch: took over the monitor lease of {lease.took_over}", file=sys.stderr)
         try:
@@ -202,6 +216,8 @@ def _monitor(args: argparse.Namespace, jobs: list[Job], directory: Path, lease: 
     store.set_campaign_value("scheduler", scheduler.name)  # cancel, status and the next run use it
     options = MonitorOptions(
         poll_secs=args.poll_secs or default_poll_secs(jobs),
+        probe_wait_secs=max(job.probe_timeout_secs for job in jobs) + 1 if args.once else None,
+        reevaluate_finished=not args.once,
         max_jobs=args.max_jobs,
         max_start_attempts=args.max_start_attempts,
         probe_workers=args.probe_workers,
@@ -214,7 +230,7 @@ def _monitor(args: argparse.Namespace, jobs: list[Job], directory: Path, lease: 
     previous = {sig: signal.signal(sig, lambda signum, frame: monitor.stop(signum))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return monitor.run()
+        return monitor.tick() if args.once else monitor.run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -92,6 +92,11 @@ class MonitorOptions:
     """Jobs the user cancelled are run again (otherwise a cancel outlives every restart)."""
     node_gpus: NodeGpus | None = None
     """The cluster's GPUs per node, for jobs that ask for nodes and name no GPUs (the budget counts them)."""
+    probe_wait_secs: float | None = None
+    """How long a cycle waits for the probes it launched (default: at most MAX_PROBE_WAIT_SECS). A tick, which
+    ends after its one cycle, waits for all of them."""
+    reevaluate_finished: bool = True
+    """Done, failed and abandoned jobs are looked at afresh at start (a restart); a tick leaves them be."""
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,8 @@ class Monitor:
         names = [job.name for job in self.jobs]
         self.store.ensure_jobs(names)
         records = self.store.jobs(names)
-        retry = RE_EVALUATED_STATES | ({JobState.CANCELLED} if self.options.retry_cancelled else set())
+        retry = (RE_EVALUATED_STATES if self.options.reevaluate_finished else set()) | (
+            {JobState.CANCELLED} if self.options.retry_cancelled else set())
         cancelled = 0
         for name, record in records.items():
             if record.state in retry:
@@ -215,6 +221,18 @@ class Monitor:
                     self._log(None, "stop", f"monitor stopped; {active} jobs stay in the queue and are re-adopted by "
                                             "the next `orch run`")
                     return 128 + (self.stop_signal or 2)
+        finally:
+            self.close()
+
+    def tick(self) -> int:
+        """One cycle and out (`orch run --once`): 0 while the campaign goes on, its summary's code once it is
+        finished, FENCED_EXIT when the lease went to another monitor."""
+        self.start()
+        try:
+            report = self.cycle()
+            if self.fenced:
+                return FENCED_EXIT
+            return self.summary() if report.finished else 0
         finally:
             self.close()
 
@@ -287,7 +305,8 @@ class Monitor:
         # What --max-jobs and queue limits count: the campaign's submissions in the queue, intents included.
         active = self._lingering_active(records, observations, known) + sum(
             1 for item in prepared if item.in_queue or item.view.pending_intent)
-        self._probes.wait(min(self.options.poll_secs / 2, MAX_PROBE_WAIT_SECS))
+        wait = self.options.probe_wait_secs
+        self._probes.wait(wait if wait is not None else min(self.options.poll_secs / 2, MAX_PROBE_WAIT_SECS))
 
         submitted = 0
         self._limit_trial_used = False
