@@ -22,7 +22,7 @@ TOOL_KEYS: frozenset[str] = frozenset({
     "estimate_hours", "estimate_tflops", "N_PARAMS", "TOKENS_PER_STEP", "phase", "lr_schedule", "lr_framework",
     "framework", "parent", "pretrain_job", "resume_step", "resume_iter", "checkpoint_iter", "start_iter",
     "train_iters", "TRAIN_ITERS", "train_samples", "iterations", "warmup_steps", "lr_constant_plus_cooldown",
-    "lr_constant_plus_cooldown_frac", "MODEL_SIZE", "PHASE_TAG", "SEED",
+    "lr_constant_plus_cooldown_frac", "MODEL_SIZE", "PHASE_TAG", "SEED", "notify",
 })
 _TOOL_KEYS_LOWER = frozenset(key.lower() for key in TOOL_KEYS)  # `orch lr` reads its keys in any case
 # How close a key must be to a special key to be taken for a misspelling of it (difflib's ratio).

@@ -200,9 +200,11 @@ def _monitor(args: argparse.Namespace, jobs: list[Job], directory: Path, lease: 
     """The monitor proper, once the campaign's lease is held."""
     from orchestrator.accounting.provenance import campaign_provenance
     from orchestrator.cli.common import cluster_node_gpus
+    from orchestrator.monitor.alerts import Alerts, campaign_settings
     from orchestrator.monitor.loop import Monitor, MonitorOptions, default_poll_secs
     from orchestrator.state import StateStore
 
+    campaign_settings(jobs)  # a bad `notify` section is refused before anything runs
     remembered = remembered_scheduler(directory)
     scheduler = make_scheduler(args.scheduler, directory)
     _check_auto_scheduler_answers(scheduler, args.scheduler, remembered)
@@ -226,7 +228,9 @@ def _monitor(args: argparse.Namespace, jobs: list[Job], directory: Path, lease: 
         node_gpus=node_gpus,
     )
     provenance = campaign_provenance(args.config, args.fixes, args.typed_fixes, args.filters, args.filter_cmd)
-    monitor = Monitor(jobs, scheduler, store, options, provenance=provenance, lease=lease)
+    settings = campaign_settings(jobs)
+    alerts = Alerts(settings, args.config) if settings.sends or settings.no_progress_secs is not None else None
+    monitor = Monitor(jobs, scheduler, store, options, provenance=provenance, lease=lease, alerts=alerts)
     previous = {sig: signal.signal(sig, lambda signum, frame: monitor.stop(signum))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -8,7 +8,8 @@
 - nesting at any depth. A path of keys k1 → k2 → ... → kn → v sets params[k_i] = k_{i+1} and
   params[kn] = v, exactly as AutoExperiment does.
 
-Keys in `ATOMIC_KEYS` keep their mapping (or list) value whole (data mixtures are a value, not a grid).
+Keys in `ATOMIC_KEYS` keep their mapping (or list) value whole (data mixtures and the alert settings are a
+value, not a grid).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from orchestrator.errors import UserError
 
-ATOMIC_KEYS: frozenset[str] = frozenset({"data_sources", "data_mix", "data_buffer"})
+ATOMIC_KEYS: frozenset[str] = frozenset({"data_sources", "data_mix", "data_buffer", "notify"})
 SCALAR_TYPES = (str, int, float, bool, type(None))
 
 # A path is the tuple of (key, value) assignments it makes; a fragment is the paths of one branch.

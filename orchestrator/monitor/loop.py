@@ -23,6 +23,8 @@ from orchestrator.accounting.ledger import committed_gpu_hours
 from orchestrator.accounting.provenance import CampaignProvenance, keep_script
 from orchestrator.job_state import RE_EVALUATED_STATES, JobState
 from orchestrator.jobs import Job
+from orchestrator.monitor.alerts import ALERT_KINDS, Alerts
+from orchestrator.monitor.heartbeat import write_heartbeat
 from orchestrator.monitor.lifecycle import (
     Action,
     Adopt,
@@ -143,6 +145,7 @@ class Monitor:
         probe: ProbeFunction | None = None,
         provenance: CampaignProvenance | None = None,
         lease: Fence | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         self.jobs = list(jobs)
         self._by_name = {job.name: job for job in self.jobs}
@@ -164,6 +167,7 @@ class Monitor:
         self._provenance = provenance
         self._committed_gpu_hours = 0.0
         self._lease = lease
+        self._alerts = alerts
         self.fenced = False
         """The campaign's lease went to another monitor: this one did nothing more and stopped."""
 
@@ -262,6 +266,8 @@ class Monitor:
                 f"{counts[JobState.ABANDONED]} abandoned"
                 + (f", {counts[JobState.CANCELLED]} cancelled by the user" if counts[JobState.CANCELLED] else ""))
         self._log(None, "summary", line)
+        if self._alerts is not None:
+            self._alert("done", None, line, once_for=line)
         # The user's own cancels are not a failure of the campaign.
         return 0 if counts[JobState.DONE] + counts[JobState.CANCELLED] == len(records) else 1
 
@@ -329,7 +335,9 @@ class Monitor:
                 known = False  # the scheduler stopped answering mid-cycle: decide nothing more this cycle
                 self._unavailable_cycles += 1
 
-        finished = all(r.state.is_terminal for r in self.store.jobs([job.name for job in self.jobs]).values())
+        after = self.store.jobs([job.name for job in self.jobs])
+        self._watch_progress(after, self._clock())
+        finished = all(r.state.is_terminal for r in after.values())
         return CycleReport(known, submitted, finished)
 
     def _query(self, records: dict[str, JobRecord], live: list[Job]) -> tuple[dict[str, Observation], bool]:
@@ -642,6 +650,34 @@ class Monitor:
         LOGGER.log(level, "%s%s", f"{job}: " if job else "", message)
         if level > logging.DEBUG and kind not in ("backoff",):
             self.store.log_event(job, kind, message)
+        if self._alerts is not None and kind in ALERT_KINDS and kind not in ("summary", "no-progress"):
+            self._alert(ALERT_KINDS[kind], job, message)
+
+    def _alert(self, kind: str, job: str | None, message: str, once_for: str | None = None) -> None:
+        """Send an alert. With `once_for`, an alert of this kind already sent for the same thing (the same
+        summary at every tick, the same stall) is not sent again, across restarts and ticks (the store keeps it)."""
+        if once_for is not None:
+            if self.store.campaign_value(f"alerted:{kind}") == once_for:
+                return
+            self.store.set_campaign_value(f"alerted:{kind}", once_for)
+        problem = self._alerts.send(kind, job, message)
+        if problem:
+            LOGGER.warning("alert %s not sent: %s", kind, problem)
+            self.store.log_event(job, "alert-failed", f"{kind}: {problem}")
+
+    def _watch_progress(self, records: dict[str, JobRecord], now: float) -> None:
+        """The heartbeat file external watchers read, and the no-progress alert."""
+        states = Counter(record.state.value for record in records.values())
+        write_heartbeat(self.store.path.parent, now, dict(states))
+        limit = self._alerts.settings.no_progress_secs if self._alerts is not None else None
+        if limit is None:
+            return
+        moved = max((max(r.updated_at, r.output_changed_at or 0.0) for r in records.values()), default=now)
+        if now - moved > limit and self.store.campaign_value("alerted:no-progress") != repr(moved):
+            message = (f"no job changed state or output for {now - moved:.0f}s (notify.no_progress_secs {limit:g}); "
+                       f"last change at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(moved))}")
+            self._log(None, "no-progress", message, logging.WARNING)
+            self._alert("no-progress", None, message, once_for=repr(moved))
 
 
 def _read_script(job: Job) -> bytes | None:

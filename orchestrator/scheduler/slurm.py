@@ -9,6 +9,7 @@ accounting works, cached), and one sacct for all ended jobs when it does.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -171,8 +172,17 @@ def final_observation(job_id: str, queue: Observation | None, accounting: Observ
 
 
 def submit_command(job: Job) -> str:
-    """The job's submit command; AutoExperiment's `{sbatch_script}` placeholder if still unresolved."""
-    return job.cmd.replace("{sbatch_script}", job.sbatch_script)
+    """The job's submit command; AutoExperiment's `{sbatch_script}` placeholder if still unresolved.
+
+    The config's `notify.mail_type` / `notify.mail_user` reach sbatch as SBATCH_MAIL_TYPE / SBATCH_MAIL_USER
+    (sbatch's input environment variables for --mail-type / --mail-user): Slurm's own mail for every job."""
+    command = job.cmd.replace("{sbatch_script}", job.sbatch_script)
+    notify = job.params.get("notify")
+    if isinstance(notify, dict):
+        exports = [f"export SBATCH_MAIL_{name.upper()}={shlex.quote(str(notify[f'mail_{name}']))}; "
+                   for name in ("type", "user") if notify.get(f"mail_{name}")]
+        command = "".join(exports) + command
+    return command
 
 
 def _read_tail(path: str) -> str:
