@@ -190,3 +190,15 @@ def test_plan_warns_about_freeze_windows_that_cancel_healthy_silences(campaign: 
     (campaign / "c.yaml").write_text(CONFIG + "check_interval_secs: 60\nfreeze_secs: \"{check_interval_secs}\"\n")
     out = orch("plan", "c.yaml", cwd=campaign).stdout
     assert "warning: 8 job(s) are cancelled as frozen after 60s of silence" in out and "600 or more" in out
+
+
+def test_near_misses_are_typos_and_cut_short_names_not_longer_names_of_their_own() -> None:
+    from orchestrator.check.keys import key_report
+    from orchestrator.jobs import Job
+
+    keys = ["termination_srt", "freeze_sec", "check_interval", "start_condition_cmds", "template_dir", "run_name"]
+    report = key_report([Job("j", "t", "s", "o", "c", {key: 1 for key in keys})], "", lambda path: frozenset())
+    assert dict(report.near_misses) == {"termination_srt": "termination_str", "freeze_sec": "freeze_secs",
+                                        "check_interval": "check_interval_secs",
+                                        "start_condition_cmds": "start_condition_cmd"}
+    assert report.unused == ["run_name", "template_dir"]

@@ -56,12 +56,19 @@ def key_report(jobs: Sequence[Job], config_text: str, template_words: Callable[[
     for key in candidates:
         if key in used_by_templates or counts.get(key, 0) > 1 or _is_option_name(key, jobs):
             continue  # read by a template or by another value
-        close = difflib.get_close_matches(key, SPECIAL_KEYS, n=1, cutoff=NEAR_MISS_CUTOFF)
+        close = [special for special in difflib.get_close_matches(key, SPECIAL_KEYS, n=3, cutoff=NEAR_MISS_CUTOFF)
+                 if _misspells(key, special)]
         if close:
             near.append((key, close[0]))
         else:
             unused.append(key)
     return KeyReport(near, unused)
+
+
+def _misspells(key: str, special: str) -> bool:
+    """A typo (a letter or two off: `termination_srt`, `freeze_sec`) or a cut-short name (`check_interval`);
+    not a longer name of its own that merely starts alike (`template_dir`)."""
+    return abs(len(key) - len(special)) <= 2 or special.startswith(key)
 
 
 def _is_option_name(key: str, jobs: Sequence[Job]) -> bool:
