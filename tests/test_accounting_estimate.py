@@ -205,3 +205,19 @@ def test_compute_based_estimate_counts_the_tokens_a_job_trains(monkeypatch: pyte
     assert ratio < 0.05
     assert compute_gpu_hours(Job(**{**pretrain.__dict__, "params": {**p, "estimate_tflops": None}}),
                              render_job(pretrain)) is None
+
+
+def test_plan_without_slurm_here_calls_the_gpus_of_bare_nodes_unknown(campaign: Path) -> None:
+    """A planning machine without sbatch knows nothing of the cluster's nodes: not 0 GPUs, unknown."""
+    import os
+    import subprocess
+    import sys
+
+    (campaign / "t.sbatch").write_text(TEMPLATE.replace("#SBATCH --gpus-per-node=4\n", ""))
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable)}  # no sbatch on it
+    result = subprocess.run([sys.executable, "-m", "orchestrator", "plan", "c.yaml", "size=large", "MODE=train"],
+                            cwd=campaign, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "2 job(s) ask for nodes but name no GPUs and the cluster's node definition was not at hand" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith("mlarge_train_1 "))
+    assert row.split()[2] == "?", row  # NAME, MODE, GPU-H

@@ -11,7 +11,6 @@ from orchestrator.errors import UserError
 from orchestrator.jobs import Job
 
 if TYPE_CHECKING:
-    from orchestrator.accounting.estimate import JobEstimate
     from orchestrator.scheduler.base import NodeGpus, Scheduler
 
 
@@ -80,41 +79,21 @@ def campaign_state_dir(config: str, jobs: list[Job] | None = None) -> Path:
 
 def cluster_node_gpus(scheduler: Scheduler | None = None) -> NodeGpus | None:
     """GPUs per node as the cluster defines them (for jobs that ask for nodes and name no GPUs), from the given
-    backend or the one `auto` picks; None when it cannot tell or does not answer (their GPU-hours stay unknown)."""
+    backend, else from Slurm when `sbatch` is on PATH; None when it cannot tell or does not answer (their
+    GPU-hours stay unknown: a planning machine without Slurm knows nothing of the cluster's nodes)."""
     from orchestrator.scheduler.base import SchedulerUnavailable
 
     if scheduler is None:
-        from orchestrator.scheduler.select import select_scheduler
+        from orchestrator.scheduler.select import resolve_choice, select_scheduler
 
-        scheduler = select_scheduler("auto")
+        if resolve_choice("auto") != "slurm":
+            return None
+        scheduler = select_scheduler("slurm")
     node_gpus = getattr(scheduler, "node_gpus", None)  # an optional capability beside the boundary
     try:
         return node_gpus() if node_gpus is not None else None
     except SchedulerUnavailable:
         return None
-
-
-def estimates_with_compute(jobs: list[Job], node_gpus: NodeGpus | None = None,
-                           ask_cluster: bool = True) -> dict[str, JobEstimate]:
-    """Every job's estimate; the cluster's node definition asked only if some job needs it; the compute-based
-    figure added where the config gives `estimate_tflops`."""
-    import dataclasses
-
-    from orchestrator.accounting.compute import TFLOPS_KEY, compute_gpu_hours
-    from orchestrator.accounting.estimate import estimate_jobs
-    from orchestrator.render import render_job
-
-    estimates = estimate_jobs(jobs, node_gpus)
-    if node_gpus is None and ask_cluster and any(e.gpus_unknown for e in estimates.values()):
-        node_gpus = cluster_node_gpus()
-        if node_gpus is not None:
-            estimates = estimate_jobs(jobs, node_gpus)
-    for job in jobs:
-        if job.params.get(TFLOPS_KEY) not in (None, ""):
-            hours = compute_gpu_hours(job, render_job(job))
-            if hours is not None:
-                estimates[job.name] = dataclasses.replace(estimates[job.name], compute_hours=hours)
-    return estimates
 
 
 def require_matplotlib() -> None:

@@ -122,6 +122,29 @@ def _jsonable(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None), dict, list)) else str(value)
 
 
+def estimates_with_compute(jobs: Sequence[Job]) -> dict[str, JobEstimate]:
+    """Every job's estimate; the cluster's node definition asked only if some job needs it; the compute-based
+    figure added where the config gives `estimate_tflops`."""
+    import dataclasses
+
+    from orchestrator.accounting.compute import TFLOPS_KEY, compute_gpu_hours
+    from orchestrator.accounting.estimate import estimate_jobs
+    from orchestrator.cli.common import cluster_node_gpus
+    from orchestrator.render import render_job
+
+    estimates = estimate_jobs(jobs)
+    if any(e.gpus_unknown for e in estimates.values()):
+        node_gpus = cluster_node_gpus()
+        if node_gpus is not None:
+            estimates = estimate_jobs(jobs, node_gpus)
+    for job in jobs:
+        if job.params.get(TFLOPS_KEY) not in (None, ""):
+            hours = compute_gpu_hours(job, render_job(job))
+            if hours is not None:
+                estimates[job.name] = dataclasses.replace(estimates[job.name], compute_hours=hours)
+    return estimates
+
+
 def run_plan(args: argparse.Namespace) -> int:
     jobs = selected_jobs(args, warn_unused_keys=True)
     if args.diff:
@@ -139,8 +162,6 @@ def run_plan(args: argparse.Namespace) -> int:
                 return 0
         raise UserError(f"no job named {args.show!r} (see `orch plan {args.config}` for the names)")
     _check_templates(jobs)
-    from orchestrator.cli.common import estimates_with_compute
-
     estimates = estimates_with_compute(jobs)
     if args.json:
         payload = [{**{key: _jsonable(value) for key, value in job.params.items()},
