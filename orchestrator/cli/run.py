@@ -204,9 +204,9 @@ def _monitor(args: argparse.Namespace, jobs: list[Job], directory: Path, lease: 
     from orchestrator.monitor.loop import Monitor, MonitorOptions, default_poll_secs
     from orchestrator.state import StateStore
 
-    campaign_settings(jobs)  # a bad `notify` section is refused before anything runs
+    settings = campaign_settings(jobs)  # a bad `notify` section is refused before anything runs
     remembered = remembered_scheduler(directory)
-    scheduler = make_scheduler(args.scheduler, directory)
+    scheduler = make_scheduler(args.scheduler or remembered)
     _check_auto_scheduler_answers(scheduler, args.scheduler, remembered)
     node_gpus = cluster_node_gpus(scheduler)
     confirm_cost(jobs, args, directory, node_gpus)
@@ -228,7 +228,6 @@ def _monitor(args: argparse.Namespace, jobs: list[Job], directory: Path, lease: 
         node_gpus=node_gpus,
     )
     provenance = campaign_provenance(args.config, args.fixes, args.typed_fixes, args.filters, args.filter_cmd)
-    settings = campaign_settings(jobs)
     alerts = Alerts(settings, args.config) if settings.sends or settings.no_progress_secs is not None else None
     monitor = Monitor(jobs, scheduler, store, options, provenance=provenance, lease=lease, alerts=alerts)
     previous = {sig: signal.signal(sig, lambda signum, frame: monitor.stop(signum))
@@ -291,17 +290,19 @@ def confirm_cost(jobs: list[Job], args: argparse.Namespace, directory: Path | No
 
 
 def _flags(jobs: list[Job], what: str, workers: int) -> dict:
-    """{job name: FlagResult} of each job's `what` command, run `workers` at a time."""
-    from concurrent.futures import ThreadPoolExecutor
+    """{job name: FlagResult} of each job's `what` command, on the monitor's own probe runner (`workers` at a time,
+    each bounded by the job's probe_timeout_secs)."""
+    from orchestrator.monitor.probe_runner import ProbeRunner
 
-    from orchestrator.monitor.probe_runner import run_flag_command
-
-    commands = [(job.name, getattr(job, what), job.probe_timeout_secs) for job in jobs if getattr(job, what)]
-    if not commands:
-        return {}
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(commands)))) as pool:
-        results = pool.map(lambda item: run_flag_command(item[1], item[2]), commands)
-        return {name: result for (name, _, _), result in zip(commands, results)}
+    runner = ProbeRunner(workers)
+    try:
+        launched = [job for job in jobs if getattr(job, what) and
+                    runner.launch(job.name, getattr(job, what), job.probe_timeout_secs, 0.0)]
+        if launched:
+            runner.wait(max(job.probe_timeout_secs for job in launched) + 1)
+        return {job.name: outcome.result for job in launched if (outcome := runner.take(job.name)) is not None}
+    finally:
+        runner.close()
 
 
 def dry_run(jobs: list[Job], scheduler, max_jobs: int | None, directory: Path, retry_cancelled: bool = False,
