@@ -175,16 +175,20 @@ def attention_lines(rows: list[dict[str, Any]], limit: int = 10) -> list[str]:
     return (["needs attention:"] + lines) if lines else []
 
 
-def _collect(jobs, directory) -> tuple[list[dict[str, Any]], bool | str]:
-    """The rows, and whether a monitor ever ran (as the backend it submitted to, when known)."""
+def _collect(jobs, directory) -> tuple[list[dict[str, Any]], str]:
+    """The rows, and where the campaign is: "no monitor has run here yet", or the backend it was submitted to,
+    and where its monitor runs now."""
     from orchestrator.state import StateStore
 
     store = StateStore.open_existing(directory)
     try:
-        return status_rows(jobs, store, time.time()), (store.campaign_value("scheduler") or True) if store else False
+        rows = status_rows(jobs, store, time.time())
+        backend = store.campaign_value("scheduler") if store is not None else None
     finally:
         if store is not None:
             store.close()
+    where = " (no monitor has run here yet)" if store is None else f" on {backend}" if backend else ""
+    return rows, where + monitor_line(directory)
 
 
 def monitor_line(directory) -> str:
@@ -195,12 +199,11 @@ def monitor_line(directory) -> str:
     return f"; monitor: {holder.describe(time.time())}" if holder is not None else "; no monitor running"
 
 
-def _render(args: argparse.Namespace, rows: list[dict[str, Any]], has_store: bool, width: int):
+def _render(args: argparse.Namespace, rows: list[dict[str, Any]], where: str, width: int):
     from rich.console import Group
     from rich.text import Text
 
-    title = f"{args.config}: {len(rows)} jobs" + (f" on {has_store}" if isinstance(has_store, str) else "") + (
-        "" if has_store else " (no monitor has run here yet)") + monitor_line(campaign_state_dir(args.config))
+    title = f"{args.config}: {len(rows)} jobs{where}"
     total = totals(rows)
     return Group(status_table(title, rows, width), Text(summary_line(total, args.budget)),
                  *[Text(line) for line in attention_lines(rows)])
@@ -211,7 +214,7 @@ def handle_status(args: argparse.Namespace) -> int:
     if args.history:
         return print_history(args, jobs)
     directory = campaign_state_dir(args.config, jobs)
-    rows, has_store = _collect(jobs, directory)
+    rows, where = _collect(jobs, directory)
     if args.json:
         print(json.dumps({"jobs": rows, "totals": totals(rows)}, indent=2))
         return 0
@@ -219,16 +222,16 @@ def handle_status(args: argparse.Namespace) -> int:
 
     console = Console()
     if not args.watch:
-        console.print(_render(args, rows, has_store, console.width))
+        console.print(_render(args, rows, where, console.width))
         return 0
     from rich.live import Live
 
-    with Live(_render(args, rows, has_store, console.width), console=console, auto_refresh=False, screen=False) as live:
+    with Live(_render(args, rows, where, console.width), console=console, auto_refresh=False, screen=False) as live:
         try:
             while True:
                 time.sleep(max(0.2, args.interval))
-                rows, has_store = _collect(jobs, directory)
-                live.update(_render(args, rows, has_store, console.width), refresh=True)
+                rows, where = _collect(jobs, directory)
+                live.update(_render(args, rows, where, console.width), refresh=True)
         except KeyboardInterrupt:
             return 0
 
