@@ -30,9 +30,9 @@ from orchestrator.process import CommandTimeout, run_command
 
 NOTIFY_KEY = "notify"
 SEND_TIMEOUT_SECS = 10.0
-# The monitor's log kinds that are alerts, and the alert kind each becomes.
-ALERT_KINDS: Mapping[str, str] = {"gave-up": "gave-up", "budget": "budget", "summary": "done",
-                                  "no-progress": "no-progress", "fenced": "fenced"}
+# The monitor's log kinds sent as alerts of the same name as they are logged; `done` and `no-progress` are sent
+# by the monitor itself, once for each campaign end and each stall.
+LOGGED_ALERTS: frozenset[str] = frozenset({"gave-up", "budget", "fenced"})
 _KEYS = ("webhook", "command", "no_progress_secs", "mail_type", "mail_user")
 
 

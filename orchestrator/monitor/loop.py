@@ -23,7 +23,7 @@ from orchestrator.accounting.ledger import committed_gpu_hours
 from orchestrator.accounting.provenance import CampaignProvenance, keep_script
 from orchestrator.job_state import RE_EVALUATED_STATES, JobState
 from orchestrator.jobs import Job
-from orchestrator.monitor.alerts import ALERT_KINDS, Alerts
+from orchestrator.monitor.alerts import LOGGED_ALERTS, Alerts
 from orchestrator.monitor.heartbeat import write_heartbeat
 from orchestrator.monitor.lifecycle import (
     Action,
@@ -650,8 +650,8 @@ class Monitor:
         LOGGER.log(level, "%s%s", f"{job}: " if job else "", message)
         if level > logging.DEBUG and kind not in ("backoff",):
             self.store.log_event(job, kind, message)
-        if self._alerts is not None and kind in ALERT_KINDS and kind not in ("summary", "no-progress"):
-            self._alert(ALERT_KINDS[kind], job, message)
+        if self._alerts is not None and kind in LOGGED_ALERTS:
+            self._alert(kind, job, message)
 
     def _alert(self, kind: str, job: str | None, message: str, once_for: str | None = None) -> None:
         """Send an alert. With `once_for`, an alert of this kind already sent for the same thing (the same
