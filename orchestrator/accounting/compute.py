@@ -18,9 +18,9 @@ from orchestrator.check.data_paths import flag_values
 from orchestrator.check.flags import DEFAULT_ENTRIES, megatron_invocations
 from orchestrator.jobs import Job
 from orchestrator.planning.flops import training_flops_per_token
+from orchestrator.planning.lr_check import RESUME_KEYS  # the resume step as `orch lr check` reads it
 
 TFLOPS_KEY = "estimate_tflops"
-RESUME_KEYS = ("resume_step", "resume_iter", "checkpoint_iter", "start_iter")
 DEFAULT_VOCAB = 50304  # GPT-2's vocabulary padded to a multiple of 128, Megatron's usual size, when none is given
 
 
