@@ -23,16 +23,11 @@ from orchestrator.campaign.checkpoints import (
     inspect_checkpoints,
     trackers,
 )
+from orchestrator.files import write_atomically
 
 
 def cooldown_dir(logs: str | Path, exp_name: str, cd_scale: str) -> Path:
     return Path(logs) / exp_name / f"cooldown_s{cd_scale}"
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def _place_link(source: Path, link: Path) -> None:
@@ -80,7 +75,7 @@ def link_checkpoint(source_checkpoints: str | Path, destination_checkpoints: str
 def _advance_tracker(checkpoints: Path, name: str, iteration: int, text: str) -> None:
     current = trackers(checkpoints).get(name)
     if current is None or current < iteration:
-        _write_atomically(checkpoints / name, text)
+        write_atomically(checkpoints / name, text)
 
 
 def link_cooldown_checkpoint(logs: str, exp_name: str, iteration: int, cd_scale: str) -> bool:

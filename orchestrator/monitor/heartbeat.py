@@ -9,14 +9,14 @@ import os
 import socket
 from pathlib import Path
 
+from orchestrator.files import write_atomically
+
 HEARTBEAT_NAME = "heartbeat.json"
 
 
 def write_heartbeat(directory: Path, now: float, states: dict[str, int]) -> None:
-    temporary = directory / f".{HEARTBEAT_NAME}.{os.getpid()}.tmp"
     try:
-        temporary.write_text(json.dumps({"time": now, "host": socket.gethostname(), "pid": os.getpid(),
-                                         "states": states}))
-        os.replace(temporary, directory / HEARTBEAT_NAME)
+        write_atomically(directory / HEARTBEAT_NAME,
+                         json.dumps({"time": now, "host": socket.gethostname(), "pid": os.getpid(), "states": states}))
     except OSError:
         pass  # a watcher's file: never a reason to stop the monitor

@@ -7,9 +7,10 @@ script would change. Builds of a subset (filters) update their jobs' entries and
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
+
+from orchestrator.files import write_atomically
 
 MANIFEST_NAME = "build.json"
 
@@ -28,7 +29,4 @@ def record_build(digests: Mapping[str, str], directory: Path) -> None:
     """Merge a build's hashes into the manifest (atomically: a crash leaves the old one whole)."""
     merged = dict(read_manifest(directory) or {})
     merged.update(digests)
-    directory.mkdir(parents=True, exist_ok=True)
-    temporary = directory / f".{MANIFEST_NAME}.{os.getpid()}.tmp"
-    temporary.write_text(json.dumps({"scripts": merged}, separators=(",", ":")))
-    os.replace(temporary, directory / MANIFEST_NAME)
+    write_atomically(directory / MANIFEST_NAME, json.dumps({"scripts": merged}, separators=(",", ":")))

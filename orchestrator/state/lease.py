@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from orchestrator.errors import UserError
+from orchestrator.files import write_atomically
 from orchestrator.process import pid_alive
 
 LEASE_NAME = "monitor.lease"
@@ -145,9 +146,7 @@ class MonitorLease:
         if not self.still_held():
             return False
         renewed = Holder(**{**asdict(self.holder), "heartbeat": self._clock()})
-        temporary = self.directory / f".{LEASE_NAME}.{renewed.token[:8]}.{os.getpid()}.tmp"
-        temporary.write_text(json.dumps(asdict(renewed)))
-        os.replace(temporary, self.path)
+        write_atomically(self.path, json.dumps(asdict(renewed)))
         self.holder = renewed
         return True
 
