@@ -223,6 +223,14 @@ def test_status_watch_redraws_until_interrupted(tmp_path: Path) -> None:
         if "".join(chunks).count("2 jobs: 2 waiting") >= 3:
             break
     watcher.send_signal(signal.SIGINT)
+    # Keep reading the terminal while it winds down: its last redraw must not block on a full pty buffer.
+    deadline = time.monotonic() + 30
+    while watcher.poll() is None and time.monotonic() < deadline:
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                chunks.append(os.read(master, 65536).decode(errors="replace"))
+            except OSError:
+                break
     _, err = watcher.communicate(timeout=30)
     os.close(master)
     assert watcher.returncode == 0, err
