@@ -209,7 +209,9 @@ def test_status_watch_redraws_until_interrupted(tmp_path: Path) -> None:
     master, slave = pty.openpty()  # a terminal: rich redraws in place only there
     watcher = subprocess.Popen(orch_command("status", "campaign.yaml", "--watch", "--interval", "0.2"), cwd=tmp_path,
                                stdin=slave, stdout=slave, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "COLUMNS": "80", "LINES": "40", "TERM": "xterm"})
+                               env={**os.environ, "COLUMNS": "80", "LINES": "40", "TERM": "xterm"},
+                               # A run started in the background inherits SIGINT ignored; a terminal's Ctrl-C is not.
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.close(slave)
     chunks = []
     deadline = time.monotonic() + 4
