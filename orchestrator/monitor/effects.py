@@ -1,0 +1,232 @@
+"""The monitor's side effects: one job's actions carried out in order (store writes, submit, cancel)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Callable
+
+from orchestrator.accounting.estimate import JobEstimate, estimate_job
+from orchestrator.accounting.provenance import CampaignProvenance, keep_script
+from orchestrator.job_state import JobState
+from orchestrator.jobs import Job
+from orchestrator.monitor.events import EventLog
+from orchestrator.monitor.lifecycle import (
+    Action,
+    Adopt,
+    Cancel,
+    DropIntent,
+    EndAttempt,
+    Log,
+    RecordOutput,
+    StartReady,
+    StartRefused,
+    StartRun,
+    Submit,
+    Transition,
+)
+from orchestrator.monitor.options import Applied, Fence, MonitorOptions, QueueLimit
+from orchestrator.monitor.probes import OutputFacts, has_job_id_pattern
+from orchestrator.scheduler.base import Scheduler, SchedulerUnavailable, SubmitError, SubmitLimited
+from orchestrator.state.store import StateConflict
+
+
+class Effects(EventLog):
+    """Carries out the actions `lifecycle.decide` chose; the only code that submits or cancels."""
+
+    scheduler: Scheduler
+    options: MonitorOptions
+    _clock: Callable[[], float]
+    _provenance: CampaignProvenance | None
+    _committed_gpu_hours: float
+    _queue_limit: QueueLimit | None
+    _limit_trial_used: bool
+    _lease: Fence | None
+    _stop: threading.Event
+    fenced: bool
+
+    def _may_act(self, renew: bool = False) -> bool:
+        """Fencing: is the campaign's lease still ours? Checked before every submit and cancel, renewed each cycle."""
+        if self._lease is None or self.fenced:
+            return not self.fenced
+        held = self._lease.heartbeat() if renew else self._lease.still_held()
+        if not held:
+            self.fenced = True
+            self._stop.set()
+            self._log(None, "fenced", "this monitor lost the campaign's lease (another monitor took it over, or "
+                                      "`orch unlock` broke it): it submits and cancels nothing more, and stops",
+                      logging.ERROR)
+        return held
+
+    def _apply(self, job: Job, state: JobState, actions: list[Action], output: OutputFacts, active: int) -> Applied:
+        """Carry out one job's actions in order."""
+        try:
+            return self._apply_all(job, state, actions, output, active)
+        except StateConflict as conflict:
+            # `orch cancel` (or another writer) moved the job after this cycle read it: its facts are stale.
+            self._log(job.name, "conflict", f"state changed meanwhile ({conflict}); decision dropped", logging.WARNING)
+            return Applied()
+
+    def _apply_all(self, job: Job, state: JobState, actions: list[Action], output: OutputFacts, active: int) -> Applied:
+        name = job.name
+        submitted = False
+        for action in actions:
+            if isinstance(action, RecordOutput):
+                self.store.update_job(name, output_fingerprint=action.fingerprint, output_changed_at=action.seen_at)
+            elif isinstance(action, StartRun):
+                self.store.start_run(name, action.start_key, action.output_offset)
+            elif isinstance(action, Transition):
+                old = self.store.set_state(name, action.to, action.reason, expected=state)
+                state = action.to
+                if old != action.to:
+                    kind = {JobState.DONE: "done", JobState.FAILED: "gave-up", JobState.ABANDONED: "gave-up",
+                            JobState.CANCELLED: "cancelled"}.get(
+                        action.to, "state")
+                    level = logging.WARNING if action.to in (JobState.FAILED, JobState.ABANDONED) else logging.INFO
+                    self._log(name, kind, f"{old.value} -> {action.to.value}: {action.reason}", level)
+            elif isinstance(action, Submit):
+                if not self._may_act():
+                    return Applied(scheduler_answered=False)
+                self.store.set_state(name, JobState.QUEUED, f"submitting ({action.reason})", expected=state)
+                state = JobState.QUEUED
+                outcome = self._submit(job, action, output, active)
+                if outcome is None:
+                    return Applied(scheduler_answered=False)
+                submitted = outcome
+                if not outcome:
+                    return Applied()  # refused: the job is waiting again, nothing more to do this cycle
+            elif isinstance(action, Cancel):
+                if not self._may_act():
+                    return Applied(scheduler_answered=False)
+                self._log(name, action.why.replace("_", "-"), action.reason, logging.WARNING)
+                try:
+                    self.scheduler.cancel([action.scheduler_id])
+                except SchedulerUnavailable as error:
+                    self._log(name, "cancel-failed", f"cancel {action.scheduler_id}: {error}; will retry", logging.WARNING)
+                    return Applied(scheduler_answered=False)
+                self.store.mark_cancelled(name, action.why)
+            elif isinstance(action, Adopt):
+                self.store.record_adopted(name, action.observation.scheduler_id, output_offset=output.size)
+                self._log(name, "adopted", f"adopted {action.observation.scheduler_id} "
+                                           f"({action.observation.state.value}): {action.reason}")
+            elif isinstance(action, EndAttempt):
+                self.store.end_attempt(name, action.final_state, action.exit_code, action.elapsed_secs, action.gpus)
+                self.store.update_job(name, end_progress=action.progress)
+                if action.failure:
+                    self.store.bump(name, "consecutive_failures")
+                else:
+                    self.store.update_job(name, consecutive_failures=0)
+            elif isinstance(action, DropIntent):
+                self.store.end_attempt(name, "NOT_SUBMITTED")
+            elif isinstance(action, StartRefused):
+                tries = self.store.bump(name, "start_attempts")
+                self._log(name, "waiting", f"start condition not met (try {tries})", logging.DEBUG)
+            elif isinstance(action, StartReady):
+                self.store.update_job(name, start_ready=1)
+                self._log(name, "start-ready", "start condition met")
+            elif isinstance(action, Log):
+                self._log(name, action.kind, action.message, logging.WARNING)
+        return Applied(submitted=submitted)
+
+    def _submit(self, job: Job, action: Submit, output: OutputFacts, active: int) -> bool | None:
+        """Submit once. True: submitted; False: refused (the job waits again); None: no answer (state unknown)."""
+        name, reason = job.name, action.reason
+        trial = self._queue_limit is not None and active >= self._queue_limit.cap
+        self._limit_trial_used |= trial
+        # The intent is durable BEFORE the submit command runs: a monitor killed in between finds the
+        # submission again by name instead of submitting twice. It also fixes where this attempt's output
+        # begins: a per-submission log (%j) is new, an appended one keeps its earlier attempts' text.
+        content = read_script(job)
+        estimate = (estimate_job(job, content.decode(errors="replace"), self.options.node_gpus)
+                    if content is not None else None)
+        if not self._within_budget(job, estimate):
+            return False
+        digest = keep_script(self.store.path.parent, content) if content is not None else None
+        provenance = (self._provenance.for_submission(digest) if self._provenance is not None
+                      else {"script_sha256": digest})
+        offset = 0 if has_job_id_pattern(job.output_file) else output.size
+        attempt = self.store.record_intent(name, output_offset=offset,
+                                           estimate_gpus=estimate.gpus if estimate else None,
+                                           estimate_hours=estimate.hours if estimate else None, provenance=provenance)
+        self.store.update_job(name, start_ready=0)
+        _make_output_dir(job)
+        try:
+            scheduler_id = self.scheduler.submit(job)
+        except SchedulerUnavailable as error:
+            self._log(name, "submit-unknown", f"submit did not answer ({error}); the intent is kept and the job "
+                                              "is looked for by name before anything is submitted again", logging.WARNING)
+            return None
+        except SubmitLimited as error:
+            # Definitely not submitted, and not the job's fault: forget the intent, keep its "go", wait for a slot.
+            self.store.discard_intent(attempt)
+            self.store.update_job(name, start_ready=1)
+            self.store.set_state(name, JobState.WAITING, "queue limit reached: waiting for a free slot")
+            self._limit_reached(name, active, error)
+            return False
+        except SubmitError as error:
+            self.store.end_attempt(name, "SUBMIT_ERROR")
+            failures = self.store.bump(name, "consecutive_failures")
+            if failures >= job.max_failures:
+                self.store.set_state(name, JobState.FAILED, f"submit refused {failures} times: {error}")
+                self._log(name, "gave-up", f"submit refused {failures} times in a row: {error}", logging.ERROR)
+            else:
+                self.store.set_state(name, JobState.WAITING, f"submit refused: {error}")
+                self._log(name, "submit-error", f"submit refused ({failures}/{job.max_failures}): {error}", logging.ERROR)
+            return False
+        self.store.record_submitted(attempt, scheduler_id)
+        if estimate is not None:
+            self._committed_gpu_hours += estimate.gpu_hours
+        kind = "resubmitted" if action.resubmit else "submitted"
+        self._log(name, kind, f"{kind} {scheduler_id} ({reason})")
+        if trial:
+            self._queue_limit = None  # accepted past the old cap: the limit moved (raised, or other jobs left)
+            self._log(None, "queue-limit-cleared", f"the cluster accepts submissions again ({active + 1} in the queue)")
+        return True
+
+    def _within_budget(self, job: Job, estimate: JobEstimate | None) -> bool:
+        """Under `budget_gpu_hours`, a job is submitted only if its estimate fits; else it waits (not a failure)."""
+        budget = self.options.budget_gpu_hours
+        if budget is None or estimate is None or not (estimate.gpus or estimate.gpus_unknown):
+            return True
+        if estimate.gpus_unknown:
+            why = ("it asks for nodes but names no GPUs and the cluster's node definition is unknown, so its cost is "
+                   "unknown (set estimate_gpus or a GPU option)")
+        elif estimate.hours is None:
+            why = "it asks for GPUs without a time limit, so its cost is unbounded (set --time or estimate_hours)"
+        elif self._committed_gpu_hours + estimate.gpu_hours > budget:
+            why = (f"its {estimate.gpu_hours:g} GPU-hours on top of {self._committed_gpu_hours:.1f} spent or reserved "
+                   f"would pass the budget of {budget:g}")
+        else:
+            return True
+        self.store.set_state(job.name, JobState.WAITING, f"budget: {why}")
+        self.store.update_job(job.name, start_ready=1)
+        self._log_once(job.name, "budget", "budget", f"not submitted: {why}")
+        return False
+
+    def _limit_reached(self, name: str, active: int, error: SubmitError) -> None:
+        retry_at = self._clock() + self.options.limit_retry_secs
+        if self._queue_limit is None:
+            self._log(name, "queue-limit", f"the cluster refused a submission for a queue limit with {active} of the "
+                                           f"campaign's jobs in the queue; holding at that until one leaves (trying "
+                                           f"once more every {self.options.limit_retry_secs:g}s); not a failure: "
+                                           f"{str(error).splitlines()[0][:300]}", logging.WARNING)
+        self._queue_limit = QueueLimit(cap=active, retry_at=retry_at)
+
+
+def read_script(job: Job) -> bytes | None:
+    try:
+        with open(job.sbatch_script, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None  # the submit command reports it in its own words
+
+
+def _make_output_dir(job: Job) -> None:
+    """Slurm does not create the directory of `--output`: a job whose log folder is missing dies at launch."""
+    parent = os.path.dirname(job.output_file)
+    if parent and "%" not in parent:
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError:
+            pass  # the submission reports the problem with the scheduler's own words
