@@ -271,6 +271,7 @@ def test_restart_after_kill_between_submit_and_id_adopts_instead_of_resubmitting
     scheduler.submit(jobs[0])
     store.record_intent("job1")  # ... and for job1 it died before the submit command ran
     store.set_state("job1", JobState.QUEUED)
+    store.close()
     monitor = make_monitor(tmp_path, jobs, scheduler, clock)
     monitor.cycle()
     assert scheduler.submits == ["job0", "job1"]  # job0 once (adopted), job1 once (intent lost, submitted)
@@ -367,6 +368,7 @@ def test_new_run_re_evaluates_terminal_jobs(tmp_path):
     scheduler.set_all("job0", S.FAILED, 1)
     monitor.cycle()
     assert states(monitor)["job0"] == "failed"
+    monitor.store.close()  # that monitor ended
     again = make_monitor(tmp_path, jobs, scheduler, clock)
     again.cycle()
     assert states(again)["job0"] == "queued" and len(scheduler.submits) == 2
@@ -431,8 +433,8 @@ def test_cancel_by_another_command_is_respected(tmp_path):
     original_query = scheduler.query
 
     def query_after_cancel(ids, names):
-        other = StateStore.open(tmp_path)
-        other.set_state("job0", JobState.ABANDONED, "cancelled by `orch cancel`")
+        # (the store's one writer; a cancel from another process comes as a request, test_monitor_local)
+        monitor.store.set_state("job0", JobState.ABANDONED, "cancelled by `orch cancel`")
         scheduler.set_all("job0", S.CANCELLED, 0)
         return original_query(ids, names)
 

@@ -81,7 +81,8 @@ def queue_state(job_id: str) -> str:
 
 
 def attempts(root: Path, name: str) -> list[tuple[str | None, str | None, int | None]]:
-    db = sqlite3.connect(campaign_state(root) / "state.db")
+    """From the snapshot readers use (the live store is the running monitor's alone)."""
+    db = sqlite3.connect(f"file:{campaign_state(root) / 'state.snapshot.db'}?mode=ro&immutable=1", uri=True)
     try:
         return list(db.execute("SELECT scheduler_id, final_state, exit_code FROM attempts WHERE job = ? ORDER BY id",
                                (name,)))
@@ -92,7 +93,7 @@ def attempts(root: Path, name: str) -> list[tuple[str | None, str | None, int | 
 def running_id(root: Path, name: str, timeout: float = 90) -> str:
     """The job's scheduler id once Slurm runs it."""
     def probe() -> str | None:
-        rows = [row for row in attempts(root, name) if row[0]] if (campaign_state(root) / "state.db").exists() else []
+        rows = [row for row in attempts(root, name) if row[0]] if (campaign_state(root) / "state.snapshot.db").exists() else []
         return rows[-1][0] if rows and queue_state(rows[-1][0]) == "RUNNING" else None
 
     return wait_for(probe, timeout, interval=0.5, what=f"{name} to run")

@@ -80,8 +80,9 @@ def test_sigkill_between_sbatch_and_id_write_never_submits_twice(slurm_cluster, 
     finally:
         if monitor.poll() is None:
             monitor.kill()
-    db = sqlite3.connect(campaign_state(tmp_path) / "state.db")
+    db = sqlite3.connect(campaign_state(tmp_path) / "state.db")  # the monitor is gone: the live store is free
     ids = dict(db.execute("SELECT job, scheduler_id FROM attempts"))
+    db.close()  # an open connection would keep the next monitor out (it opens the store exclusively)
     assert ids[f"{prefix}1"] is None  # the intent was stored, the id never was
     assert ids[f"{prefix}0"] is not None
     resumed = run_slurm(tmp_path, "run", "campaign.yaml", timeout=90)

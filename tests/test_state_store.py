@@ -21,8 +21,8 @@ from orchestrator.state import StateStore, acquire_monitor_lock
 def test_schema_is_created_in_the_campaign_folder_with_wal(tmp_path):
     store = StateStore.open(tmp_path / "c")
     assert (tmp_path / "c" / "state.db").exists()
-    mode = sqlite3.connect(tmp_path / "c" / "state.db").execute("PRAGMA journal_mode").fetchone()[0]
-    assert mode == "wal"
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert not (tmp_path / "c" / "state.db-shm").exists()  # exclusive locking mode: no shared memory
     store.ensure_jobs(["a", "b"])
     store.ensure_jobs(["a"])  # idempotent
     assert {name: r.state for name, r in store.jobs().items()} == {"a": JobState.WAITING, "b": JobState.WAITING}
@@ -32,12 +32,14 @@ def test_intent_is_durable_before_the_id(tmp_path):
     store = StateStore.open(tmp_path)
     store.ensure_jobs(["a"])
     attempt = store.record_intent("a")
-    # Another connection (another process, a restarted monitor) sees the intent at once.
-    other = StateStore(tmp_path / "state.db")
-    view = view_of(other.job("a"))
+    store.close()
+    # The next writer (a restarted monitor) finds the intent.
+    store = StateStore.open(tmp_path)
+    view = view_of(store.job("a"))
     assert view.pending_intent and view.scheduler_id is None
     store.record_submitted(attempt, "4242")
-    view = view_of(other.job("a"))
+    store.close()
+    view = view_of(StateStore.open_existing(tmp_path).job("a"))  # and so does a reader, from the snapshot
     assert not view.pending_intent and view.scheduler_id == "4242"
 
 

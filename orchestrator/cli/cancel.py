@@ -3,9 +3,11 @@
 Finds the submissions by the ids in the store and, in the queue, by job name AND batch script (so jobs
 submitted by an earlier AutoExperiment or orch run without a store are found too, and another campaign's
 jobs of the same names never are: see orchestrator/monitor/ownership.py), cancels them with one command,
-and marks the jobs `cancelled`, with who cancelled them and when. A running monitor respects that, and so does
-every later `orch run` (a login-node reboot undoes nothing) until `orch run --retry-cancelled`. Without
-`--scheduler`, the backend the campaign's monitor submitted to is used.
+and marks the jobs `cancelled`, with who cancelled them and when; every later `orch run` respects that (a
+login-node reboot undoes nothing) until `orch run --retry-cancelled`. Without `--scheduler`, the backend the
+campaign's monitor submitted to is used. Only the campaign's lease holder writes its store: while a monitor
+runs (on any host), the cancel is posted to it as a request and the monitor carries it out and answers
+(`--wait` seconds are waited for the answer).
 """
 
 from __future__ import annotations
@@ -14,18 +16,19 @@ import argparse
 import getpass
 import socket
 import time
-from collections.abc import Iterable, Mapping
+import sys
 
 from orchestrator.cli.common import add_job_selection_arguments, campaign_state_dir, selected_jobs
 from orchestrator.cli.run import add_scheduler_argument, make_scheduler
-from orchestrator.jobs import Job
-from orchestrator.scheduler.base import Observation
+from orchestrator.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("cancel", help="cancel the selected jobs in the scheduler; the monitor leaves them be")
     add_job_selection_arguments(parser)
     add_scheduler_argument(parser)
+    parser.add_argument("--wait", type=float, default=120.0, metavar="SECS",
+                        help="while a monitor runs, how long to wait for it to carry out the cancel (default 120)")
     parser.set_defaults(handler=handle_cancel)
 
 
@@ -39,56 +42,44 @@ def cancelled_by() -> str:
 
 
 def handle_cancel(args: argparse.Namespace) -> int:
-    from orchestrator.job_state import JobState
-    from orchestrator.scheduler.base import SchedulerUnavailable
+    from orchestrator.monitor.user_cancel import cancel_jobs
     from orchestrator.state import StateStore
+    from orchestrator.state.lock import acquire_writer
 
     jobs = selected_jobs(args)
-    names = [job.name for job in jobs]
+    scripts = {job.name: job.sbatch_script for job in jobs}
     directory = campaign_state_dir(args.config, jobs)
-    scheduler = make_scheduler(args.scheduler, directory)
-    store = StateStore.open(directory)
     reason = f"cancelled by {cancelled_by()} (`orch cancel`)"
     try:
-        store.ensure_jobs(names)
-        records = store.jobs(names)
-        # Cancel in the store first: a monitor that sees the submissions leave the queue must not resubmit them.
-        marked = 0
-        for name, record in records.items():
-            if record.state not in (JobState.DONE, JobState.CANCELLED):
-                store.set_state(name, JobState.CANCELLED, reason)
-                store.log_event(name, "cancelled", reason)
-                marked += 1
-        recorded = {r.current.scheduler_id: r.name for r in records.values() if r.current and r.current.scheduler_id}
+        lock, lease = acquire_writer(directory)
+    except UserError as held:
+        return _ask_the_monitor(directory, scripts, reason, str(held), args.wait)
+    with lock:
         try:
-            found = scheduler.query(list(recorded), names)
-            active = sorted(campaign_submissions(found.values(), recorded, {job.name: job for job in jobs}))
-            scheduler.cancel(active)
-        except SchedulerUnavailable as error:
-            print(f"orch: {scheduler.name} did not answer ({error}); the jobs are marked cancelled, run `orch cancel` "
-                  "again to cancel their submissions" + ("" if args.scheduler else
-                                                         " (--scheduler names the backend if this is the wrong one)"))
-            return 1
-    finally:
-        store.close()
-    print(f"{marked} of {len(jobs)} jobs marked cancelled (done ones stay done); {len(active)} submissions cancelled"
-          + (f" in {scheduler.name}: {' '.join(active)}" if active else "")
-          + "; `orch run --retry-cancelled` runs them again")
-    return 0
+            scheduler = make_scheduler(args.scheduler, directory)
+            store = StateStore.open(directory, guard=lease.confirm)
+            try:
+                outcome = cancel_jobs(store, scheduler, scripts, reason)
+            finally:
+                store.close()
+        finally:
+            lease.release()
+    print(outcome.describe(len(jobs), scheduler.name)
+          + ("" if not outcome.unanswered or args.scheduler else " (--scheduler names the backend if this is the wrong one)"))
+    return 1 if outcome.unanswered else 0
 
 
-def campaign_submissions(observations: Iterable[Observation], recorded: Mapping[str, str],
-                         jobs: Mapping[str, Job]) -> set[str]:
-    """Ids of the active submissions that are this campaign's: recorded ones, and found ones with its scripts."""
-    from orchestrator.monitor.ownership import is_campaign_submission, recorded_submission
+def _ask_the_monitor(directory, scripts: dict[str, str], reason: str, holder: str, wait_secs: float) -> int:
+    """A monitor holds the campaign: it carries out the cancel (it alone writes the store) and answers."""
+    from orchestrator.state.requests import post_request, wait_for_answer
 
-    ids = set()
-    for observation in observations:
-        if not observation.state.is_active:
-            continue
-        if observation.scheduler_id in recorded:
-            if recorded_submission(observation, jobs[recorded[observation.scheduler_id]]).state.is_active:
-                ids.add(observation.scheduler_id)
-        elif observation.name in jobs and is_campaign_submission(observation, jobs[observation.name]):
-            ids.add(observation.scheduler_id)
-    return ids
+    request = post_request(directory, "cancel", scripts, reason)
+    print(f"orch: a monitor runs this campaign; the cancel is posted to it ({holder.split(': ', 1)[-1]})",
+          file=sys.stderr, flush=True)
+    answer = wait_for_answer(request, wait_secs)
+    if answer is None:
+        print(f"the monitor did not answer within {wait_secs:g}s: the cancel stays posted ({request.name}) and is "
+              "carried out at its next cycle")
+        return 0
+    print(answer)
+    return 1 if "did not answer" in answer else 0

@@ -171,17 +171,10 @@ def handle_run(args: argparse.Namespace) -> int:
     if not args.no_check:  # what will be submitted: the scripts as built
         check_rendered(args, [(job, Path(job.sbatch_script).read_text(errors="replace")) for job in jobs])
 
-    from orchestrator.state import acquire_monitor_lock
-    from orchestrator.state.lease import MonitorLease
+    from orchestrator.state.lock import acquire_writer
 
-    # The flock lock keeps two monitors on one host apart; the lease (link(), no lock calls) any two hosts.
     try:
-        lock = acquire_monitor_lock(directory)
-        try:
-            lease = MonitorLease.acquire(directory)
-        except UserError:
-            lock.release()
-            raise
+        lock, lease = acquire_writer(directory)
     except UserError as held:
         if not args.once:
             raise
@@ -211,7 +204,7 @@ def _monitor(args: argparse.Namespace, jobs: list[Job], directory: Path, lease: 
     node_gpus = cluster_node_gpus(scheduler)
     confirm_cost(jobs, args, directory, node_gpus)
     log_handlers = _start_logging(directory / "monitor.log", args.verbose)
-    store = StateStore.open(directory)
+    store = StateStore.open(directory, guard=lease.confirm)  # only the lease holder writes it
     if remembered is not None and remembered != scheduler.name:
         print(f"orch: this campaign's jobs were submitted to {remembered} before; now to {scheduler.name} "
               "(--scheduler): jobs still in the other one are not seen", file=sys.stderr)

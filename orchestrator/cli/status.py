@@ -184,11 +184,13 @@ def _collect(jobs, directory) -> tuple[list[dict[str, Any]], str]:
     try:
         rows = status_rows(jobs, store, time.time())
         backend = store.campaign_value("scheduler") if store is not None else None
+        written = store.snapshot_time() if store is not None else None
     finally:
         if store is not None:
             store.close()
     where = " (no monitor has run here yet)" if store is None else f" on {backend}" if backend else ""
-    return rows, where + monitor_line(directory)
+    age = f"; state as of {max(0.0, time.time() - written):.0f}s ago" if written is not None else ""
+    return rows, where + age + monitor_line(directory)
 
 
 def monitor_line(directory) -> str:

@@ -79,6 +79,7 @@ class CycleRunner(Effects):
     def cycle(self) -> CycleReport:
         if not self._may_act(renew=True):
             return CycleReport(False, 0, False)
+        self._apply_requests()
         now = self._clock()
         records = self.store.jobs([job.name for job in self.jobs])
         live = [job for job in self.jobs if not records[job.name].state.is_terminal]
@@ -118,6 +119,7 @@ class CycleRunner(Effects):
 
         after = self.store.jobs([job.name for job in self.jobs])
         self._watch_progress(after, self._clock())
+        self.store.write_snapshot()  # what `orch status` on any host reads
         finished = all(r.state.is_terminal for r in after.values())
         return CycleReport(known, submitted, finished)
 

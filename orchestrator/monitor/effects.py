@@ -29,6 +29,8 @@ from orchestrator.monitor.lifecycle import (
 from orchestrator.monitor.options import Applied, Fence, MonitorOptions, QueueLimit
 from orchestrator.monitor.probes import OutputFacts, has_job_id_pattern
 from orchestrator.scheduler.base import Scheduler, SchedulerUnavailable, SubmitError, SubmitLimited
+from orchestrator.monitor.user_cancel import cancel_jobs
+from orchestrator.state.requests import answer_request, pending_requests
 from orchestrator.state.store import StateConflict
 
 
@@ -58,6 +60,19 @@ class Effects(EventLog):
                                       "`orch unlock` broke it): it submits and cancels nothing more, and stops",
                       logging.ERROR)
         return held
+
+    def _apply_requests(self) -> None:
+        """Carry out what other commands posted (`orch cancel` while this monitor runs), and answer them."""
+        for request in pending_requests(self.store.path.parent):
+            if request.kind != "cancel":
+                answer_request(request, f"orch: this monitor does not know the request {request.kind!r}")
+                continue
+            if not self._may_act():
+                return  # fenced: the request stays for the lease's new holder
+            outcome = cancel_jobs(self.store, self.scheduler, request.jobs, request.by)
+            text = outcome.describe(len(request.jobs), self.scheduler.name)
+            self._log(None, "cancel-request", f"{request.by}: {text}")
+            answer_request(request, text)
 
     def _apply(self, job: Job, state: JobState, actions: list[Action], output: OutputFacts, active: int) -> Applied:
         """Carry out one job's actions in order."""
@@ -150,6 +165,7 @@ class Effects(EventLog):
                                            estimate_gpus=estimate.gpus if estimate else None,
                                            estimate_hours=estimate.hours if estimate else None, provenance=provenance)
         self.store.update_job(name, start_ready=0)
+        self.store.write_snapshot()  # readers see the intent even if this monitor dies during the submit
         _make_output_dir(job)
         try:
             scheduler_id = self.scheduler.submit(job)

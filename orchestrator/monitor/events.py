@@ -19,6 +19,7 @@ class EventLog:
     store: StateStore
     _alerts: Alerts | None
     _logged_once: set[tuple[str, str]]
+    fenced: bool
 
     def _log_once(self, job: str | None, key: str, kind: str, message: str) -> None:
         if (job or "", key) not in self._logged_once:
@@ -27,7 +28,7 @@ class EventLog:
 
     def _log(self, job: str | None, kind: str, message: str, level: int = logging.INFO) -> None:
         LOGGER.log(level, "%s%s", f"{job}: " if job else "", message)
-        if level > logging.DEBUG and kind not in ("backoff",):
+        if level > logging.DEBUG and kind not in ("backoff",) and not self.fenced:  # a fenced monitor writes nothing
             self.store.log_event(job, kind, message)
         if self._alerts is not None and kind in LOGGED_ALERTS:
             self._alert(kind, job, message)

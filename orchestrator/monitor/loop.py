@@ -6,6 +6,8 @@ Decisions are pure (`monitor.lifecycle`), their side effects live in `monitor.ef
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import Counter
 
 from orchestrator.job_state import RE_EVALUATED_STATES, JobState
@@ -20,7 +22,12 @@ from orchestrator.monitor.options import (
     default_poll_secs,
 )
 from orchestrator.render.write import content_digest
+from orchestrator.state.lease import LeaseLost
+from orchestrator.state.requests import has_pending_requests
 from orchestrator.state.store import JobRecord
+
+LOGGER = logging.getLogger("orch.monitor")
+REQUEST_POLL_SECS = 1.0  # how soon a posted request (`orch cancel` while the monitor runs) is picked up
 
 __all__ = ["FENCED_EXIT", "Monitor", "MonitorOptions", "default_poll_secs"]
 
@@ -66,13 +73,13 @@ class Monitor(CycleRunner):
         self.start()
         try:
             while True:
-                report = self.cycle()
+                report = self._fenced_cycle()
                 if self.fenced:
                     return FENCED_EXIT
                 if report.finished:
                     self._wait_for_lingering()
                     return self.summary()
-                if self._stop.wait(self._sleep_secs(report)):
+                if self._sleep(self._sleep_secs(report)):
                     active = sum(1 for r in self.store.jobs([j.name for j in self.jobs]).values()
                                  if r.state in (JobState.QUEUED, JobState.RUNNING))
                     self._log(None, "stop", f"monitor stopped; {active} jobs stay in the queue and are re-adopted by "
@@ -86,12 +93,33 @@ class Monitor(CycleRunner):
         finished, FENCED_EXIT when the lease went to another monitor."""
         self.start()
         try:
-            report = self.cycle()
+            report = self._fenced_cycle()
             if self.fenced:
                 return FENCED_EXIT
             return self.summary() if report.finished else 0
         finally:
             self.close()
+
+    def _fenced_cycle(self) -> CycleReport:
+        """One cycle; a store write refused because the lease was lost (`LeaseLost`) fences the monitor."""
+        try:
+            return self.cycle()
+        except LeaseLost as lost:
+            self.fenced = True
+            self._stop.set()
+            LOGGER.error("this monitor lost the campaign's lease (%s): it writes, submits and cancels nothing more, "
+                         "and stops", lost)
+            return CycleReport(False, 0, False)
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait between cycles; True when stopped. A request posted meanwhile (`orch cancel`) ends the wait."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self._stop.wait(min(left, REQUEST_POLL_SECS)):
+                return True
+            if has_pending_requests(self.store.path.parent):
+                return False
+        return self._stop.is_set()
 
     def _wait_for_lingering(self) -> None:
         """Jobs found done while their submission was still ending: give those a few polls to leave the

@@ -33,13 +33,23 @@ def runs_script(observation: Observation, script: str) -> bool:
 
 def is_campaign_submission(observation: Observation, job: Job) -> bool:
     """An active submission found by name that belongs to `job` of this campaign."""
-    return observation.name == job.name and runs_script(observation, job.sbatch_script)
+    return is_submission_of(observation, job.name, job.sbatch_script)
+
+
+def is_submission_of(observation: Observation, name: str, script: str) -> bool:
+    """Has the submission the job's name and does it run the job's batch script?"""
+    return observation.name == name and runs_script(observation, script)
 
 
 def recorded_submission(observation: Observation, job: Job) -> Observation:
     """The observation of an id the campaign recorded, or GONE when that id now is another job."""
-    reused = (observation.name and observation.name != job.name and observation.script
-              and not runs_script(observation, job.sbatch_script))
+    return recorded_submission_of(observation, job.name, job.sbatch_script)
+
+
+def recorded_submission_of(observation: Observation, name: str, script: str) -> Observation:
+    """`recorded_submission` for the job called `name` with batch script `script`."""
+    reused = (observation.name and observation.name != name and observation.script
+              and not runs_script(observation, script))
     if reused and observation.state != SchedulerState.GONE:
         return replace(observation, state=SchedulerState.GONE, exit_code=None,
                        reason=f"id reused by another job ({observation.name})")

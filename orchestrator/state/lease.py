@@ -35,6 +35,14 @@ from orchestrator.process import pid_alive
 
 LEASE_NAME = "monitor.lease"
 DEFAULT_TTL_SECS = 600.0
+# The store's guard re-reads the lease when its last confirmation is older than this (monotonic time,
+# which runs on while a process is stopped): a monitor resumed after a pause past the TTL finds out at
+# its first write, and a busy cycle costs one small read every few seconds, not one per write.
+CONFIRM_SECS = 5.0
+
+
+class LeaseLost(Exception):
+    """The campaign's lease is no longer this monitor's: it must write, submit and cancel nothing more."""
 
 
 def boot_id() -> str:
@@ -101,6 +109,7 @@ class MonitorLease:
         self.holder = holder
         self.ttl = ttl
         self._clock = clock
+        self._confirmed_at = time.monotonic()
         self.took_over = ""
         """Whose stale lease this one replaced, if any (for the log)."""
 
@@ -139,7 +148,15 @@ class MonitorLease:
     def still_held(self) -> bool:
         """Does the lease still carry our token? (Checked before every submit and cancel.)"""
         current = read_holder(self.path)
-        return current is not None and current.token == self.holder.token
+        held = current is not None and current.token == self.holder.token
+        if held:
+            self._confirmed_at = time.monotonic()
+        return held
+
+    def confirm(self) -> None:
+        """The store's write guard: raise LeaseLost unless the lease is still ours (re-read every CONFIRM_SECS)."""
+        if time.monotonic() - self._confirmed_at > CONFIRM_SECS and not self.still_held():
+            raise LeaseLost(f"the lease in {self.directory} is no longer this monitor's")
 
     def heartbeat(self) -> bool:
         """Renew the lease; False when it was lost (taken over or broken): do nothing more."""

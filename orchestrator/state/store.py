@@ -1,7 +1,9 @@
 """A campaign's SQLite store (`state.db` in its state folder, see `state.campaign`): jobs, their submission attempts, and an event log.
 
 Every write commits at once (autocommit), so a monitor killed at any instant leaves a store that
-says exactly what was done. The rule that makes restarts safe: an attempt row (the intent to
+says exactly what was done. Only the campaign's lease holder opens the live store (`StateStore.open`);
+every reader opens the snapshot it writes after each cycle (`StateStore.open_existing`); why, and how
+the files are opened on shared file systems: `state.sqlite_files`. The rule that makes restarts safe: an attempt row (the intent to
 submit) is committed BEFORE the submit command runs, and its scheduler id after. An intent without
 an id is resolved on the next cycle by asking the scheduler for active jobs by name.
 """
@@ -11,15 +13,17 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.job_state import JobState, check_transition
+from orchestrator.state.sqlite_files import open_reader, open_writer, write_snapshot
 
 STATE_DIR_NAME = ".orch"
 DB_NAME = "state.db"
+SNAPSHOT_NAME = "state.snapshot.db"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -141,18 +145,24 @@ class JobRecord:
 
 
 class StateStore:
-    """One campaign's store. Open it with `StateStore.open(campaign_dir)`; safe to read from other processes."""
+    """One campaign's store: `StateStore.open(campaign_dir)` for its writer (the monitor lease's holder),
+    `StateStore.open_existing(campaign_dir)` for every reader (a snapshot: never written, any host)."""
 
-    def __init__(self, path: Path, clock=time.time) -> None:
+    def __init__(self, path: Path, clock=time.time, guard: Callable[[], None] | None = None,
+                 reader: bool = False, _db: sqlite3.Connection | None = None) -> None:
         self.path = path
         self._clock = clock
+        self._guard = guard
+        self.reader = reader
         # isolation_level=None: autocommit; every statement is durable when it returns.
-        self._db = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
+        self._db = _db if _db is not None else open_writer(path, lease_held=guard is not None)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process kill
-        self._db.executescript(_SCHEMA)
-        self._add_missing_columns()
+        self._snapshot_changes = -1
+        self._fenced = False
+        if not reader:
+            self._db.executescript(_SCHEMA)
+            self._add_missing_columns()
+            self.write_snapshot()
 
     def _add_missing_columns(self) -> None:
         for table, columns in _ADDED_COLUMNS.items():
@@ -162,24 +172,61 @@ class StateStore:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     @classmethod
-    def open(cls, directory: str | Path, clock=time.time) -> StateStore:
-        """The store in `directory` (a campaign's state folder, `state.campaign.campaign_dir`), created if need be."""
+    def open(cls, directory: str | Path, clock=time.time, guard: Callable[[], None] | None = None) -> StateStore:
+        """The live store in `directory` (a campaign's state folder), created if need be, for its one writer.
+
+        `guard` (the monitor lease's `confirm`) runs before every write and raises when the lease is lost,
+        so a monitor that was paused past the lease's TTL and taken over writes nothing more."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        return cls(directory / DB_NAME, clock=clock)
+        return cls(directory / DB_NAME, clock=clock, guard=guard)
 
     @classmethod
     def open_existing(cls, directory: str | Path) -> StateStore | None:
-        """For readers (`orch status`): None when no monitor ever ran for this campaign."""
-        path = Path(directory) / DB_NAME
-        return cls(path) if path.exists() else None
+        """For readers (`orch status`, results, report): the latest snapshot; None when no monitor ever ran."""
+        directory = Path(directory)
+        snapshot, live = directory / SNAPSHOT_NAME, directory / DB_NAME
+        if snapshot.exists():
+            return cls(snapshot, reader=True, _db=open_reader(snapshot, immutable=True))
+        if live.exists():  # left by an orch from before snapshots
+            return cls(live, reader=True, _db=open_reader(live, immutable=False))
+        return None
+
+    def snapshot_time(self) -> float | None:
+        """When the writer wrote the snapshot this reader reads (None for the live store)."""
+        value = self.campaign_value("snapshot_at") if self.reader else None
+        return float(value) if value else None
+
+    def write_snapshot(self) -> None:
+        """Replace the readers' snapshot with the store as it is now (skipped when nothing changed)."""
+        if self.reader or self._db.total_changes == self._snapshot_changes:
+            return
+        self._check()
+        write_snapshot(self._db, self.path.with_name(SNAPSHOT_NAME), {"snapshot_at": repr(self._clock())})
+        self._snapshot_changes = self._db.total_changes
+
+    def _check(self) -> None:
+        """Before a write: only the lease holder writes (the guard raises when the lease was lost)."""
+        if self.reader:
+            raise sqlite3.OperationalError("a snapshot of the campaign store is read-only")
+        if self._guard is not None:
+            try:
+                self._guard()
+            except BaseException:
+                self._fenced = True  # and close() leaves the snapshot to the new holder
+                raise
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            if not self.reader and not self._fenced:
+                self.write_snapshot()
+        finally:
+            self._db.close()
 
     # ------------------------------------------------------------ jobs
 
     def ensure_jobs(self, names: Iterable[str]) -> None:
+        self._check()
         now = self._clock()
         with self._transaction():
             self._db.executemany(
@@ -233,6 +280,7 @@ class StateStore:
         With `expected`, raise StateConflict instead when another process (`orch cancel`) moved the
         job since the caller read it: its decision was made on stale facts.
         """
+        self._check()
         with self._transaction():
             old = JobState(self._db.execute("SELECT state FROM jobs WHERE name = ?", (name,)).fetchone()["state"])
             if expected is not None and old != expected:
@@ -244,6 +292,7 @@ class StateStore:
 
     def update_job(self, name: str, **fields: object) -> None:
         """Bookkeeping columns (counters, output fingerprint, probe times); never `state`."""
+        self._check()
         allowed = {"consecutive_failures", "start_attempts", "start_ready", "output_fingerprint", "output_changed_at",
                    "last_termination_probe", "last_start_probe", "end_progress"}
         unknown = set(fields) - allowed
@@ -256,6 +305,7 @@ class StateStore:
 
     def bump(self, name: str, column: str) -> int:
         """Increment a counter column; returns the new value."""
+        self._check()
         if column not in ("consecutive_failures", "start_attempts"):
             raise ValueError(column)
         with self._transaction():
@@ -272,6 +322,7 @@ class StateStore:
         The estimate and the provenance are committed with the intent, so even a submission whose
         monitor was killed before it learned the id says what it ran with.
         """
+        self._check()
         with self._transaction():
             cursor = self._db.execute(
                 "INSERT INTO attempts(job, intent_at, estimate_gpus, estimate_hours, provenance) VALUES (?, ?, ?, ?, ?)",
@@ -282,14 +333,17 @@ class StateStore:
 
     def discard_intent(self, attempt_id: int) -> None:
         """Forget an intent the scheduler answered with a definite "not submitted" (a queue limit)."""
+        self._check()
         self._db.execute("DELETE FROM attempts WHERE id = ? AND scheduler_id IS NULL", (attempt_id,))
 
     def record_submitted(self, attempt_id: int, scheduler_id: str) -> None:
+        self._check()
         self._db.execute("UPDATE attempts SET scheduler_id = ?, submitted_at = ? WHERE id = ?",
                          (scheduler_id, self._clock(), attempt_id))
 
     def record_adopted(self, name: str, scheduler_id: str, output_offset: int = 0) -> int:
         """Make an active submission found by name the job's current attempt (filling an open intent if any)."""
+        self._check()
         now = self._clock()
         with self._transaction():
             row = self._db.execute("SELECT id FROM attempts WHERE job = ? AND ended_at IS NULL AND scheduler_id IS NULL",
@@ -309,6 +363,7 @@ class StateStore:
 
     def start_run(self, name: str, start_key: str, output_offset: int) -> None:
         """The current attempt (re)started running: a first run, or the same id again after a requeue."""
+        self._check()
         with self._transaction():
             self._db.execute("UPDATE jobs SET run_start = ?, run_output_offset = ? WHERE name = ?",
                              (start_key, output_offset, name))
@@ -317,11 +372,13 @@ class StateStore:
 
     def mark_cancelled(self, name: str, reason: str) -> None:
         """The monitor cancelled the current attempt for `reason`; its ending will count as a failure."""
+        self._check()
         self._db.execute("UPDATE attempts SET cancel_reason = ? WHERE job = ? AND ended_at IS NULL", (reason, name))
 
     def end_attempt(self, name: str, final_state: str, exit_code: int | None = None,
                     elapsed_secs: float | None = None, gpus: int | None = None) -> None:
         """Close the current attempt; `elapsed_secs` and `gpus` are the scheduler's figures for the ledger."""
+        self._check()
         self._db.execute(
             "UPDATE attempts SET ended_at = ?, final_state = ?, exit_code = ?, elapsed_secs = COALESCE(?, elapsed_secs), "
             "gpus = COALESCE(?, gpus) WHERE job = ? AND ended_at IS NULL",
@@ -329,6 +386,7 @@ class StateStore:
 
     def record_usage(self, name: str, elapsed_secs: float | None, gpus: int | None) -> None:
         """The current attempt's running time and GPUs so far (for the ledger while it runs)."""
+        self._check()
         self._db.execute("UPDATE attempts SET elapsed_secs = COALESCE(?, elapsed_secs), gpus = COALESCE(?, gpus) "
                          "WHERE job = ? AND ended_at IS NULL", (elapsed_secs, gpus, name))
 
@@ -351,12 +409,14 @@ class StateStore:
         return row["value"] if row else None
 
     def set_campaign_value(self, key: str, value: str) -> None:
+        self._check()
         self._db.execute("INSERT INTO campaign(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                          (key, value))
 
     # ------------------------------------------------------------ events
 
     def log_event(self, job: str | None, kind: str, message: str) -> None:
+        self._check()
         self._db.execute("INSERT INTO events(time, job, kind, message) VALUES (?, ?, ?, ?)",
                          (self._clock(), job, kind, message))
 
