@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ORCH := $(VENV)/bin/orch
 
-.PHONY: install demo demo-cpt test test-unit slurm-up slurm-down browser bench clean
+.PHONY: install demo demo-cpt test test-unit slurm-up slurm-down browser test-tools bench clean
 
 install: $(VENV)/.installed
 
@@ -43,7 +43,10 @@ slurm-down:
 browser:
 	bash scripts/install-test-browser.sh
 
-test: install slurm-up browser
+test-tools:
+	bash scripts/install-test-tools.sh
+
+test: install slurm-up browser test-tools
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-unit: install
