@@ -52,10 +52,17 @@ def on_login_node(host: str, back: Path, folder: Path, command: list[str]) -> li
     return ["unshare", "--mount", "--uts", "--propagation", "private", "bash", "-c", script]
 
 
+def built_campaign(folder: Path, grid: str, prefix: str | None = None) -> str:
+    """The campaign written and built in the shared folder; returns its job-name prefix."""
+    name = "{prefix}{idx}" if prefix else "{prefix}_{idx}"
+    prefix = write_campaign(folder, LONG, grid=grid, prefix=prefix, name=name)
+    assert subprocess.run(orch_command("build", "campaign.yaml"), cwd=folder, capture_output=True).returncode == 0
+    return prefix
+
+
 def test_a_second_login_node_is_refused_and_reads_status_safely_while_the_first_runs(shared):
     back, folder = shared
-    prefix = write_campaign(folder, LONG, grid="idx: [0, 1]")
-    assert subprocess.run(orch_command("build", "campaign.yaml"), cwd=folder, capture_output=True).returncode == 0
+    prefix = built_campaign(folder, "idx: [0, 1]")
     run = orch_command("run", "campaign.yaml", "--scheduler", "local", "--poll-secs", "0.5")
     first = subprocess.Popen(on_login_node("login1", back, folder, run), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
@@ -98,9 +105,7 @@ def test_a_second_login_node_is_refused_and_reads_status_safely_while_the_first_
 @pytest.mark.slurm
 def test_the_first_login_node_lost_mid_campaign_the_second_finishes_it_with_every_job_once(shared, slurm_job_prefix):
     back, folder = shared
-    prefix = slurm_job_prefix
-    write_campaign(folder, LONG, grid="idx: [0, 1, 2]", prefix=prefix, name="{prefix}{idx}")
-    assert subprocess.run(orch_command("build", "campaign.yaml"), cwd=folder, capture_output=True).returncode == 0
+    prefix = built_campaign(folder, "idx: [0, 1, 2]", slurm_job_prefix)
     run = orch_command("run", "campaign.yaml", "--scheduler", "slurm", "--poll-secs", "1", "--max-jobs", "2")
     first = subprocess.Popen(on_login_node("login1", back, folder, run), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
@@ -124,9 +129,7 @@ def test_the_first_login_node_lost_mid_campaign_the_second_finishes_it_with_ever
 @pytest.mark.slurm
 def test_a_monitor_paused_on_one_login_node_and_replaced_on_another_is_fenced(shared, slurm_job_prefix):
     back, folder = shared
-    prefix = slurm_job_prefix
-    write_campaign(folder, LONG, grid="idx: [0, 1]", prefix=prefix, name="{prefix}{idx}")
-    assert subprocess.run(orch_command("build", "campaign.yaml"), cwd=folder, capture_output=True).returncode == 0
+    prefix = built_campaign(folder, "idx: [0, 1]", slurm_job_prefix)
     run = orch_command("run", "campaign.yaml", "--scheduler", "slurm", "--poll-secs", "0.5", "--max-jobs", "1")
     first = subprocess.Popen(on_login_node("login1", back, folder, run), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)

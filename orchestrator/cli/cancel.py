@@ -81,5 +81,5 @@ def _ask_the_monitor(directory, scripts: dict[str, str], reason: str, holder: st
         print(f"the monitor did not answer within {wait_secs:g}s: the cancel stays posted ({request.name}) and is "
               "carried out at its next cycle")
         return 0
-    print(answer)
-    return 1 if "did not answer" in answer else 0
+    print(answer.text)
+    return 0 if answer.ok else 1

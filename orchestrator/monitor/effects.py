@@ -65,14 +65,14 @@ class Effects(EventLog):
         """Carry out what other commands posted (`orch cancel` while this monitor runs), and answer them."""
         for request in pending_requests(self.store.path.parent):
             if request.kind != "cancel":
-                answer_request(request, f"orch: this monitor does not know the request {request.kind!r}")
+                answer_request(request, f"orch: this monitor does not know the request {request.kind!r}", ok=False)
                 continue
             if not self._may_act():
                 return  # fenced: the request stays for the lease's new holder
             outcome = cancel_jobs(self.store, self.scheduler, request.jobs, request.by)
             text = outcome.describe(len(request.jobs), self.scheduler.name)
             self._log(None, "cancel-request", f"{request.by}: {text}")
-            answer_request(request, text)
+            answer_request(request, text, ok=not outcome.unanswered)
 
     def _apply(self, job: Job, state: JobState, actions: list[Action], output: OutputFacts, active: int) -> Applied:
         """Carry out one job's actions in order."""

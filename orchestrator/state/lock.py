@@ -46,10 +46,9 @@ def acquire_monitor_lock(directory: str | Path) -> MonitorLock:
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
-        if error.errno in NO_LOCK_ERRNOS:
-            os.close(descriptor)
-            return MonitorLock(None)
         os.close(descriptor)
+        if error.errno in NO_LOCK_ERRNOS:
+            return MonitorLock(None)
         if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
             raise UserError(f"another `orch run` is already monitoring this campaign (lock {path} is held); "
                             "stop it first or wait for it to finish") from None

@@ -2,8 +2,8 @@
 
 Only the lease holder writes the store; a command that needs a write while a monitor holds the lease
 posts a request file in the campaign's `requests/` folder instead (written whole, then renamed into
-place), and the monitor applies it at the start of its next cycle, answers in `NAME.answer` and removes
-the request. Nothing but files and renames: it works on every shared file system, from any host.
+place), and the monitor applies it at the start of its next cycle, answers in `NAME.answer` (its text and
+whether it succeeded) and removes the request. Nothing but files and renames: it works on every shared file system, from any host.
 """
 
 from __future__ import annotations
@@ -30,6 +30,13 @@ class Request:
     """`user@host at time`."""
 
 
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    ok: bool
+    """False when the request could not be carried out in full (the command then exits 1)."""
+
+
 def post_request(directory: Path, kind: str, jobs: dict[str, str], by: str) -> Path:
     folder = directory / REQUESTS_DIR
     path = folder / f"{time.time():.6f}-{secrets.token_hex(4)}.json"
@@ -37,22 +44,23 @@ def post_request(directory: Path, kind: str, jobs: dict[str, str], by: str) -> P
     return path
 
 
-def has_pending_requests(directory: Path) -> bool:
+def _request_names(folder: Path) -> list[str]:
+    """Posted requests, oldest first (temp files of a post under way start with a dot)."""
     try:
-        return any(name.endswith(".json") and not name.startswith(".") for name in os.listdir(directory / REQUESTS_DIR))
+        return sorted(name for name in os.listdir(folder) if name.endswith(".json") and not name.startswith("."))
     except OSError:
-        return False
+        return []
+
+
+def has_pending_requests(directory: Path) -> bool:
+    return bool(_request_names(directory / REQUESTS_DIR))
 
 
 def pending_requests(directory: Path) -> list[Request]:
     """Requests not yet answered, oldest first; an unreadable one is answered as such and dropped."""
     folder = directory / REQUESTS_DIR
-    try:
-        names = sorted(name for name in os.listdir(folder) if name.endswith(".json") and not name.startswith("."))
-    except OSError:
-        return []
     requests = []
-    for name in names:
+    for name in _request_names(folder):
         path = folder / name
         try:
             data = json.loads(path.read_text())
@@ -61,25 +69,30 @@ def pending_requests(directory: Path) -> list[Request]:
         except FileNotFoundError:
             continue
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-            answer_request(Request(path, "unreadable", {}, ""), f"request not understood: {error}")
+            answer_request(Request(path, "unreadable", {}, ""), f"request not understood: {error}", ok=False)
     return requests
 
 
-def answer_request(request: Request, text: str) -> None:
-    write_atomically(request.path.with_suffix(".answer"), text)
+def answer_request(request: Request, text: str, ok: bool) -> None:
+    write_atomically(request.path.with_suffix(".answer"), json.dumps({"text": text, "ok": ok}))
     request.path.unlink(missing_ok=True)
 
 
-def wait_for_answer(request_path: Path, timeout_secs: float) -> str | None:
+def wait_for_answer(request_path: Path, timeout_secs: float) -> Answer | None:
     """The monitor's answer to a posted request (which is then removed), or None if none came in time."""
     answer = request_path.with_suffix(".answer")
     deadline = time.monotonic() + timeout_secs
     while True:
         try:
             text = answer.read_text()
-            answer.unlink(missing_ok=True)
-            return text
         except FileNotFoundError:
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.2)
+            continue
+        answer.unlink(missing_ok=True)
+        try:
+            data = json.loads(text)
+            return Answer(str(data["text"]), bool(data["ok"]))
+        except (ValueError, KeyError, TypeError):
+            return Answer(f"the monitor's answer is not readable: {text[:200]!r}", False)
