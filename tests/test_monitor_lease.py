@@ -42,7 +42,8 @@ def test_a_monitor_on_another_host_is_refused_naming_the_holder(tmp_path):
 def test_the_lease_is_a_whole_file_with_host_pid_boot_token_generation(tmp_path):
     lease = MonitorLease.acquire(tmp_path)
     data = json.loads((tmp_path / LEASE_NAME).read_text())
-    assert set(data) == {"host", "pid", "boot_id", "token", "generation", "heartbeat"}
+    assert set(data) == {"host", "pid", "boot_id", "token", "generation", "heartbeat", "slurm_job"}
+    assert data["slurm_job"] == os.environ.get("SLURM_JOB_ID", "")  # set inside a Slurm job (a monitor job)
     assert (data["host"], data["pid"], data["generation"]) == (HERE.host, os.getpid(), 1) and len(data["token"]) == 32
     assert not [p for p in tmp_path.iterdir() if p.name != LEASE_NAME]  # no temporary file left behind
     lease.release()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +54,14 @@ def selected_jobs(args: argparse.Namespace, warn_unused_keys: bool = False) -> l
     if warn_unused_keys and report.unused:
         print(f"orch: {unused_message(args.config, report.unused)}", file=sys.stderr)
     return jobs
+
+
+def rerun_words(args: argparse.Namespace, *flags: str) -> list[str]:
+    """`orch run` of the same campaign and selection from anywhere (cron, a monitor job): this installation's
+    orch, the config's absolute path, `flags`, then the same fixes and filters."""
+    orch = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "orch")
+    return [orch, "run", os.path.abspath(args.config), *flags, *[f"-f{fix}" for fix in args.fixes],
+            *[f"-F{fix}" for fix in args.typed_fixes], *args.filters]
 
 
 def _words_or_nothing(template_words):

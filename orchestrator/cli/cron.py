@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import sys
 
-from orchestrator.cli.common import add_job_selection_arguments, campaign_state_dir
+from orchestrator.cli.common import add_job_selection_arguments, campaign_state_dir, rerun_words
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,9 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def tick_command(args: argparse.Namespace) -> str:
     """The shell line one tick runs: from the campaign's folder, this installation's orch, the same selection."""
-    orch = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "orch")
-    words = [orch, "run", os.path.abspath(args.config), "--once", "--yes",
-             *[f"-f{fix}" for fix in args.fixes], *[f"-F{fix}" for fix in args.typed_fixes], *args.filters]
+    words = rerun_words(args, "--once", "--yes")
     log = campaign_state_dir(args.config) / "ticks.log"
     return (f"cd {shlex.quote(os.getcwd())} && {' '.join(shlex.quote(word) for word in words)} "
             f">> {shlex.quote(str(log.absolute()))} 2>&1")

@@ -3,6 +3,8 @@
 Exit 0 when every job is done (or cancelled by the user), 1 when some failed or were abandoned, 2 on bad
 input (including a second monitor on the same campaign, on this host or another), 3 when this monitor lost
 the campaign's lease to another one, 128+signal when stopped by SIGINT/SIGTERM (jobs keep running).
+With --as-slurm-job it submits the monitor as a Slurm job instead (`cli.run_as_job`); a generation of that
+job exits 0 when it hands over to its successor.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.cli.check import add_check_arguments, check_rendered
 from orchestrator.cli.common import add_job_selection_arguments, campaign_state_dir, selected_jobs
+from orchestrator.cli.run_as_job import add_monitor_job_arguments
 from orchestrator.errors import UserError
 from orchestrator.jobs import Job
 
@@ -90,6 +93,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--filter-cmd", metavar="CMD",
                         help="keep only the jobs for which CMD, formatted with the job's values ({name}, {lr}), "
                              "exits 0 (AutoExperiment's --filter-cmd; run once per job at start-up)")
+    add_monitor_job_arguments(parser)
 
 
 def make_scheduler(choice: str | None, directory: Path | None = None):
@@ -149,7 +153,13 @@ def _put_own_bin_dir_on_path() -> None:
 
 
 def handle_run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
     _put_own_bin_dir_on_path()
+    monitor_job_secs = None
+    if args.as_slurm_job or args.in_slurm_job:
+        from orchestrator.cli.run_as_job import check_monitor_job_arguments
+
+        monitor_job_secs = check_monitor_job_arguments(args)
     jobs = selected_jobs(args)
     if args.filter_cmd:
         from orchestrator.job_commands import filter_by_command
@@ -163,6 +173,8 @@ def handle_run(args: argparse.Namespace) -> int:
     if args.dry:
         if not missing:
             print(f"orch: {cost_line(jobs, directory)[0]}")  # the node definition is not asked for a dry run
+        from orchestrator.cli.run_dry import dry_run
+
         return dry_run(jobs, make_scheduler(args.scheduler, directory), args.max_jobs, directory,
                        args.retry_cancelled, args.probe_workers)
     if missing:
@@ -170,11 +182,22 @@ def handle_run(args: argparse.Namespace) -> int:
                         f"run `orch build {args.config}` first, or use `orch build-and-run`")
     if not args.no_check:  # what will be submitted: the scripts as built
         check_rendered(args, [(job, Path(job.sbatch_script).read_text(errors="replace")) for job in jobs])
+    if args.as_slurm_job:
+        from orchestrator.cli.common import cluster_node_gpus
+        from orchestrator.cli.run_as_job import submit_monitor_job
 
+        scheduler = make_scheduler(args.scheduler, directory)
+        confirm_cost(jobs, args, directory, cluster_node_gpus(scheduler))
+        return submit_monitor_job(args, directory, scheduler)
+
+    from orchestrator.cli.run_as_job import acquire_in_job, job_ended_check
     from orchestrator.state.lock import acquire_writer
 
     try:
-        lock, lease = acquire_writer(directory)
+        if args.in_slurm_job:
+            lock, lease = acquire_in_job(directory, monitor_job_secs)
+        else:
+            lock, lease = acquire_writer(directory, job_ended=job_ended_check())
     except UserError as held:
         if not args.once:
             raise
@@ -184,13 +207,15 @@ def handle_run(args: argparse.Namespace) -> int:
         if lease.took_over:
             print(f"orch: took over the monitor lease of {lease.took_over}", file=sys.stderr)
         try:
-            return _monitor(args, jobs, directory, lease)
+            hand_over_at = (started + monitor_job_secs - args.monitor_handover_secs) if args.in_slurm_job else None
+            return _monitor(args, jobs, directory, lease, hand_over_at)
         finally:
             lease.release()
 
 
-def _monitor(args: argparse.Namespace, jobs: list[Job], directory: Path, lease: MonitorLease) -> int:
-    """The monitor proper, once the campaign's lease is held."""
+def _monitor(args: argparse.Namespace, jobs: list[Job], directory: Path, lease: MonitorLease,
+             hand_over_at: float | None = None) -> int:
+    """The monitor proper, once the campaign's lease is held; `hand_over_at`: a monitor job's generation."""
     from orchestrator.accounting.provenance import campaign_provenance
     from orchestrator.cli.common import cluster_node_gpus
     from orchestrator.monitor.alerts import Alerts, campaign_settings
@@ -209,24 +234,34 @@ def _monitor(args: argparse.Namespace, jobs: list[Job], directory: Path, lease: 
         print(f"orch: this campaign's jobs were submitted to {remembered} before; now to {scheduler.name} "
               "(--scheduler): jobs still in the other one are not seen", file=sys.stderr)
     store.set_campaign_value("scheduler", scheduler.name)  # cancel, status and the next run use it
+    generation = None
+    if args.in_slurm_job:
+        from orchestrator.cli.run_as_job import Generation
+
+        generation = Generation.begin(directory, scheduler, store)
     options = MonitorOptions(
         poll_secs=args.poll_secs or default_poll_secs(jobs),
         probe_wait_secs=max(job.probe_timeout_secs for job in jobs) + 1 if args.once else None,
-        reevaluate_finished=not args.once,
+        reevaluate_finished=not args.once and (generation is None or generation.fresh),
         max_jobs=args.max_jobs,
         max_start_attempts=args.max_start_attempts,
         probe_workers=args.probe_workers,
         budget_gpu_hours=args.budget,
         retry_cancelled=args.retry_cancelled,
         node_gpus=node_gpus,
+        hand_over_at=hand_over_at,
     )
     provenance = campaign_provenance(args.config, args.fixes, args.typed_fixes, args.filters, args.filter_cmd)
     alerts = Alerts(settings, args.config) if settings.sends or settings.no_progress_secs is not None else None
-    monitor = Monitor(jobs, scheduler, store, options, provenance=provenance, lease=lease, alerts=alerts)
+    monitor = Monitor(jobs, scheduler, store, options, provenance=provenance, lease=lease, alerts=alerts,
+                      hand_over=generation.hand_over if generation is not None else None)
     previous = {sig: signal.signal(sig, lambda signum, frame: monitor.stop(signum))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return monitor.tick() if args.once else monitor.run()
+        code = monitor.tick() if args.once else monitor.run()
+        if generation is not None:
+            generation.end(monitor, store)
+        return code
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -280,86 +315,6 @@ def confirm_cost(jobs: list[Job], args: argparse.Namespace, directory: Path | No
     answer = input(question).strip().lower()
     if answer not in ("y", "yes"):
         raise UserError("not confirmed: nothing submitted")
-
-
-def _flags(jobs: list[Job], what: str, workers: int) -> dict:
-    """{job name: FlagResult} of each job's `what` command, on the monitor's own probe runner (`workers` at a time,
-    each bounded by the job's probe_timeout_secs)."""
-    from orchestrator.monitor.probe_runner import ProbeRunner
-
-    runner = ProbeRunner(workers)
-    try:
-        launched = [job for job in jobs if getattr(job, what) and
-                    runner.launch(job.name, getattr(job, what), job.probe_timeout_secs, 0.0)]
-        if launched:
-            runner.wait(max(job.probe_timeout_secs for job in launched) + 1)
-        return {job.name: outcome.result for job in launched if (outcome := runner.take(job.name)) is not None}
-    finally:
-        runner.close()
-
-
-def dry_run(jobs: list[Job], scheduler, max_jobs: int | None, directory: Path, retry_cancelled: bool = False,
-            probe_workers: int = 16) -> int:
-    """What the first cycle would do, with no submission, no cancel and no store write."""
-    from orchestrator.job_state import JobState
-    from orchestrator.monitor.ownership import is_campaign_submission
-    from orchestrator.monitor.probes import OutputWatcher
-    from orchestrator.scheduler.base import SchedulerUnavailable
-    from orchestrator.state import StateStore
-
-    by_name = {job.name: job for job in jobs}
-    try:
-        in_queue = {o.name: o for o in scheduler.query([], list(by_name)).values()
-                    if o.state.is_active and is_campaign_submission(o, by_name[o.name])}
-    except SchedulerUnavailable as error:
-        print(f"scheduler unavailable ({error}): the queue was not checked")
-        in_queue = {}
-    store = StateStore.open_existing(directory)
-    try:
-        records = store.jobs(list(by_name)) if store is not None else {}
-    finally:
-        if store is not None:
-            store.close()
-    unbuilt = {job.name for job in jobs if not Path(job.sbatch_script).exists()}
-    if unbuilt:
-        print(f"{len(unbuilt)} of {len(jobs)} script(s) not built yet: `orch build` first (or `orch build-and-run`); "
-              "below, 'would submit' means after that build")
-    watcher = OutputWatcher()
-    cancelled = {job.name for job in jobs if not retry_cancelled and job.name in records
-                 and records[job.name].state == JobState.CANCELLED}
-    open_jobs = [job for job in jobs if job.name not in cancelled
-                 and not watcher.facts(job.output_file, job.termination_str).termination_matched]
-    # The probes of many jobs run side by side, as the monitor runs them (16 at a time): first the done checks,
-    # then the start conditions of the jobs that are neither done nor in the queue.
-    finished = _flags(open_jobs, "termination_cmd", probe_workers)
-    starts = _flags([job for job in open_jobs if not finished.get(job.name) and job.name not in in_queue],
-                    "start_condition_cmd", probe_workers)
-    open_names = {job.name for job in open_jobs}
-    would_submit = unbuilt_submit = 0
-    for job in jobs:
-        record = records.get(job.name)
-        start = starts.get(job.name)
-        if job.name in cancelled:
-            verdict = f"cancelled ({record.reason}): stays cancelled (--retry-cancelled runs it again)"
-        elif job.name not in open_names:
-            verdict = "done (termination_str found in output)"
-        elif finished.get(job.name):
-            verdict = "done (termination_cmd printed 1)"
-        elif job.name in in_queue:
-            found = in_queue[job.name]
-            verdict = f"in the queue as {found.scheduler_id} ({found.state.value}): would adopt"
-        elif start is not None and not start.flag:
-            verdict = f"waiting: start condition not met ({start.detail})"
-        elif max_jobs is not None and len(in_queue) + would_submit >= max_jobs:
-            verdict = f"ready, waits for a free slot (--max-jobs {max_jobs})"
-        else:
-            verdict = ("would submit after `orch build`: " if job.name in unbuilt else "would submit: ") + job.cmd
-            would_submit += 1
-            unbuilt_submit += job.name in unbuilt
-        print(f"{job.name}: {verdict}")
-    print(f"dry run: {would_submit} of {len(jobs)} jobs would be submitted now"
-          + (f" ({unbuilt_submit} of them once built)" if unbuilt_submit else "") + "; nothing was submitted")
-    return 0
 
 
 def _start_logging(log_file: Path, verbose: bool) -> list[logging.Handler]:

@@ -1,6 +1,6 @@
 """`orch status CONFIG [--json] [--history NAME] [--watch]`: what the monitor's store says about each job.
 
-Read-only: it works while a monitor runs (SQLite WAL lets readers in) and when none ever ran (every job
+Read-only: it works while a monitor runs (it reads the snapshot the monitor writes) and when none ever ran (every job
 is then `waiting`). Beside each job's state: the GPU-hours it spent (the scheduler's elapsed time x
 allocated GPUs, every attempt), the part of it wasted on attempts that did not finish, and the
 estimate of what it may still take.
@@ -185,20 +185,29 @@ def _collect(jobs, directory) -> tuple[list[dict[str, Any]], str]:
         rows = status_rows(jobs, store, time.time())
         backend = store.campaign_value("scheduler") if store is not None else None
         written = store.snapshot_time() if store is not None else None
+        chain = (store.campaign_value("monitor_job") or "", store.campaign_value("monitor_generation") or "") \
+            if store is not None else ("", "")
     finally:
         if store is not None:
             store.close()
     where = " (no monitor has run here yet)" if store is None else f" on {backend}" if backend else ""
-    age = f"; state as of {max(0.0, time.time() - written):.0f}s ago" if written is not None else ""
-    return rows, where + age + monitor_line(directory)
+    age = f"; state last changed {max(0.0, time.time() - written):.0f}s ago" if written is not None else ""
+    return rows, where + age + monitor_line(directory, *chain)
 
 
-def monitor_line(directory) -> str:
-    """Where the campaign's monitor runs, from its lease: host, pid and heartbeat age."""
+def monitor_line(directory, monitor_job: str = "", generation: str = "") -> str:
+    """Where the campaign's monitor runs, from its lease: host (Slurm job), pid and heartbeat age; for a monitor
+    job (`orch run --as-slurm-job`), which generation of it."""
     from orchestrator.state.lease import LEASE_NAME, read_holder
 
     holder = read_holder(directory / LEASE_NAME)
-    return f"; monitor: {holder.describe(time.time())}" if holder is not None else "; no monitor running"
+    if holder is not None:
+        chained = f", monitor job generation {generation}" if holder.slurm_job and generation else ""
+        return f"; monitor: {holder.describe(time.time())}{chained}"
+    if monitor_job:
+        return (f"; no monitor running this moment (the monitor job's generation {generation}, Slurm job "
+                f"{monitor_job}, ended: Slurm starts the next one it queued)")
+    return "; no monitor running"
 
 
 def _render(args: argparse.Namespace, rows: list[dict[str, Any]], where: str, width: int):

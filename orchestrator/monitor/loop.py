@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from orchestrator.job_state import RE_EVALUATED_STATES, JobState
 from orchestrator.monitor.cycle import CycleRunner
@@ -22,6 +23,7 @@ from orchestrator.monitor.options import (
     default_poll_secs,
 )
 from orchestrator.render.write import content_digest
+from orchestrator.scheduler.base import SchedulerUnavailable, SubmitError
 from orchestrator.state.lease import LeaseLost
 from orchestrator.state.requests import has_pending_requests
 from orchestrator.state.store import JobRecord
@@ -33,6 +35,14 @@ __all__ = ["FENCED_EXIT", "Monitor", "MonitorOptions", "default_poll_secs"]
 
 
 class Monitor(CycleRunner):
+    def __init__(self, *args, hand_over: Callable[[], str] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._hand_over = hand_over
+        """Called past `options.hand_over_at`: makes sure a successor will go on, returns what it is ("" if none)."""
+        self.finished = False
+        """The campaign is finished (every job done, failed or abandoned)."""
+        self.handed_over = False
+
     def start(self) -> None:
         """Register the jobs; terminal jobs of an earlier run are re-evaluated (done ones are found done again)."""
         names = [job.name for job in self.jobs]
@@ -77,8 +87,11 @@ class Monitor(CycleRunner):
                 if self.fenced:
                     return FENCED_EXIT
                 if report.finished:
+                    self.finished = True
                     self._wait_for_lingering()
                     return self.summary()
+                if self._handed_over():
+                    return 0
                 if self._sleep(self._sleep_secs(report)):
                     active = sum(1 for r in self.store.jobs([j.name for j in self.jobs]).values()
                                  if r.state in (JobState.QUEUED, JobState.RUNNING))
@@ -87,6 +100,24 @@ class Monitor(CycleRunner):
                     return 128 + (self.stop_signal or 2)
         finally:
             self.close()
+
+    def _handed_over(self) -> bool:
+        """Past the hand-over time with a successor in place: log it and stop (the successor goes on)."""
+        if self.options.hand_over_at is None or time.monotonic() < self.options.hand_over_at:
+            return False
+        if not self._may_act():  # a fenced monitor queues no successor either
+            return False
+        try:
+            successor = self._hand_over() if self._hand_over is not None else ""
+        except (SchedulerUnavailable, SubmitError) as error:  # keep monitoring, try again next cycle
+            self._log_once(None, "hand-over-failed", "hand-over",
+                           f"could not make sure a successor is queued ({error}): monitoring on, trying again")
+            return False
+        if not successor:
+            return False
+        self.handed_over = True
+        self._log(None, "hand-over", f"handing over to {successor} before this monitor's time limit")
+        return True
 
     def tick(self) -> int:
         """One cycle and out (`orch run --once`): 0 while the campaign goes on, its summary's code once it is

@@ -58,6 +58,9 @@ class MonitorOptions:
     ends after its one cycle, waits for all of them."""
     reevaluate_finished: bool = True
     """Done, failed and abandoned jobs are looked at afresh at start (a restart); a tick leaves them be."""
+    hand_over_at: float | None = None
+    """time.monotonic() after which the monitor hands over to a successor and stops (a monitor job's generation
+    before its time limit); None: run until the campaign is finished."""
 
 
 @dataclass(frozen=True)

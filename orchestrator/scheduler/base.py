@@ -81,6 +81,11 @@ class NodeGpus:
         return self.per_partition.get(partition or self.default_partition)
 
 
+def job_id_order(job_id: str) -> tuple[int, str]:
+    """Sort key: numeric ids in submission order, others (array tasks, local ids) after them."""
+    return (int(job_id), "") if job_id.isdigit() else (1 << 62, job_id)
+
+
 class SchedulerUnavailable(Exception):
     """A scheduler command failed or timed out: the state of every job is unknown, not gone."""
 

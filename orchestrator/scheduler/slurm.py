@@ -18,7 +18,15 @@ from orchestrator import process
 from orchestrator.jobs import Job
 from orchestrator.process import CommandResult
 from orchestrator.scheduler import slurm_parse
-from orchestrator.scheduler.base import NodeGpus, Observation, SchedulerState, SchedulerUnavailable, SubmitError, SubmitLimited
+from orchestrator.scheduler.base import (
+    NodeGpus,
+    Observation,
+    SchedulerState,
+    SchedulerUnavailable,
+    SubmitError,
+    SubmitLimited,
+    job_id_order,
+)
 
 DEFAULT_TIMEOUT_SECS = 60.0  # an unreachable controller makes squeue/sbatch fail after ~9 s here
 JOBCOMP_TAIL_BYTES = 8 * 1024 * 1024  # the newest finished jobs are at the end of the jobcomp file
@@ -112,13 +120,13 @@ class SlurmScheduler:
             for job_id, obs in listed.items()
             if job_id in wanted_ids or (obs.state.is_active and obs.name in wanted_names)
         }
-        ended = sorted((i for i in wanted_ids if i not in found or not found[i].state.is_active), key=_numeric_first)
+        ended = sorted((i for i in wanted_ids if i not in found or not found[i].state.is_active), key=job_id_order)
         if ended:
             found.update(self._finished(ended, found))
         return found
 
     def cancel(self, scheduler_ids: Collection[str]) -> None:
-        ids = sorted({str(i) for i in scheduler_ids}, key=_numeric_first)
+        ids = sorted({str(i) for i in scheduler_ids}, key=job_id_order)
         if not ids:
             return
         result = self._run(["scancel", *ids])
@@ -205,7 +213,3 @@ def _only_already_gone(stderr: str) -> bool:
     lines = [line for line in stderr.splitlines() if line.strip()]
     harmless = ("Invalid job id specified", "already completing or completed")
     return bool(lines) and all(any(text in line for text in harmless) for line in lines)
-
-
-def _numeric_first(job_id: str) -> tuple[int, str]:
-    return (int(job_id), "") if job_id.isdigit() else (1 << 62, job_id)

@@ -62,9 +62,12 @@ class Holder:
     generation: int
     heartbeat: float
     """The holder's wall clock at its last renewal."""
+    slurm_job: str = ""
+    """The Slurm job the holder runs in (SLURM_JOB_ID; `orch run --as-slurm-job`), "" outside one."""
 
     def describe(self, now: float) -> str:
-        return f"{self.host} pid {self.pid} (heartbeat {max(0.0, now - self.heartbeat):.0f}s ago, generation {self.generation})"
+        where = f"Slurm job {self.slurm_job} on {self.host}" if self.slurm_job else self.host
+        return f"{where} pid {self.pid} (heartbeat {max(0.0, now - self.heartbeat):.0f}s ago, generation {self.generation})"
 
 
 @dataclass(frozen=True)
@@ -74,17 +77,18 @@ class Identity:
     host: str
     pid: int
     boot_id: str
+    slurm_job: str = ""
 
     @classmethod
     def here(cls) -> Identity:
-        return cls(socket.gethostname(), os.getpid(), boot_id())
+        return cls(socket.gethostname(), os.getpid(), boot_id(), os.environ.get("SLURM_JOB_ID", ""))
 
 
 def read_holder(path: Path) -> Holder | None:
     try:
         data = json.loads(path.read_text())
         return Holder(str(data["host"]), int(data["pid"]), str(data["boot_id"]), str(data["token"]),
-                      int(data["generation"]), float(data["heartbeat"]))
+                      int(data["generation"]), float(data["heartbeat"]), str(data.get("slurm_job", "")))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError):
@@ -92,14 +96,19 @@ def read_holder(path: Path) -> Holder | None:
         return Holder("unknown", 0, "", "", 0, 0.0)
 
 
-def stale_reason(holder: Holder, me: Identity, now: float, ttl: float) -> str:
-    """Why this lease may be taken over ("" while its holder may still be alive)."""
+def stale_reason(holder: Holder, me: Identity, now: float, ttl: float,
+                 job_ended: Callable[[str], bool] | None = None) -> str:
+    """Why this lease may be taken over ("" while its holder may still be alive). `job_ended(id)` says whether a
+    Slurm job has left the queue: a holder that ran in one is gone with it (Slurm kills a job's processes
+    before the job leaves the queue), so the next generation of a monitor job need not wait for the TTL."""
     if holder.host == me.host and holder.boot_id == me.boot_id and not pid_alive(holder.pid):
         return f"its holder {holder.host} pid {holder.pid} is gone"
     if holder.host == me.host and holder.boot_id and me.boot_id and holder.boot_id != me.boot_id:
         return f"{holder.host} rebooted since"
     if now - holder.heartbeat > ttl:
         return f"its last heartbeat is {now - holder.heartbeat:.0f}s old (TTL {ttl:g}s)"
+    if holder.slurm_job and holder.slurm_job != me.slurm_job and job_ended is not None and job_ended(holder.slurm_job):
+        return f"its Slurm job {holder.slurm_job} has ended"
     return ""
 
 
@@ -119,7 +128,8 @@ class MonitorLease:
 
     @classmethod
     def acquire(cls, directory: str | Path, ttl: float = DEFAULT_TTL_SECS, me: Identity | None = None,
-                clock: Callable[[], float] = time.time) -> MonitorLease:
+                clock: Callable[[], float] = time.time,
+                job_ended: Callable[[str], bool] | None = None) -> MonitorLease:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         me = me or Identity.here()
@@ -130,7 +140,7 @@ class MonitorLease:
             generation = 1
             if current is not None:
                 now = clock()
-                reason = stale_reason(current, me, now, ttl)
+                reason = stale_reason(current, me, now, ttl, job_ended)
                 if not reason:
                     raise UserError(f"{directory.name}: another monitor holds this campaign: {current.describe(now)}; "
                                     "stop it, or run `orch unlock CONFIG` if it is gone")
@@ -138,7 +148,7 @@ class MonitorLease:
                     continue  # someone else moved or renewed it: look again
                 took_over = f"{current.describe(now)}: {reason}"
                 generation = current.generation + 1
-            holder = Holder(me.host, me.pid, me.boot_id, secrets.token_hex(16), generation, clock())
+            holder = Holder(me.host, me.pid, me.boot_id, secrets.token_hex(16), generation, clock(), me.slurm_job)
             if _link_new(path, holder):
                 lease = cls(directory, holder, ttl, clock)
                 lease.took_over = took_over

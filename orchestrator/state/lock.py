@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.errors import UserError
@@ -56,12 +57,13 @@ def acquire_monitor_lock(directory: str | Path) -> MonitorLock:
     return MonitorLock(descriptor)
 
 
-def acquire_writer(directory: str | Path) -> tuple[MonitorLock, MonitorLease]:
+def acquire_writer(directory: str | Path,
+                   job_ended: Callable[[str], bool] | None = None) -> tuple[MonitorLock, MonitorLease]:
     """The right to write the campaign's store: this host's lock, then the lease any host respects.
-    Raises UserError naming the holder when a monitor (or a cancel) has it."""
+    Raises UserError naming the holder when a monitor (or a cancel) has it. `job_ended`: see `stale_reason`."""
     lock = acquire_monitor_lock(directory)
     try:
-        return lock, MonitorLease.acquire(directory)
+        return lock, MonitorLease.acquire(directory, job_ended=job_ended)
     except BaseException:
         lock.release()
         raise

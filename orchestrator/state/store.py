@@ -24,6 +24,7 @@ from orchestrator.state.sqlite_files import open_reader, open_writer, write_snap
 STATE_DIR_NAME = ".orch"
 DB_NAME = "state.db"
 SNAPSHOT_NAME = "state.snapshot.db"
+FIRST_SNAPSHOT_WAIT_SECS = 3.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -186,6 +187,9 @@ class StateStore:
         """For readers (`orch status`, results, report): the latest snapshot; None when no monitor ever ran."""
         directory = Path(directory)
         snapshot, live = directory / SNAPSHOT_NAME, directory / DB_NAME
+        deadline = time.monotonic() + FIRST_SNAPSHOT_WAIT_SECS
+        while live.exists() and not snapshot.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # a monitor starting this moment: its first snapshot follows the store's creation
         if snapshot.exists():
             return cls(snapshot, reader=True, _db=open_reader(snapshot, immutable=True))
         if live.exists():  # left by an orch from before snapshots
