@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from monitor_campaign import campaign_state, console, run_orch, start_orch, status, wait_for, write_campaign
+from monitor_campaign import campaign_state, console, run_orch, start_orch, status, submissions, wait_for, write_campaign
 
 pytestmark = pytest.mark.slow
 
@@ -60,3 +60,21 @@ def test_cron_lines_run_the_tick_from_the_campaign_folder(tmp_path):
     assert "run" in lines[0] and f"{tmp_path}/campaign.yaml --once --yes" in lines[0] and "ticks.log" in lines[0]
     assert "#SCRON --job-name=orch-campaign-" in result.stdout
     assert run_orch(tmp_path, "cron", "campaign.yaml", "--every", "90").returncode == 2
+
+
+@pytest.mark.slurm
+def test_ticks_finish_a_campaign_on_real_slurm_with_each_job_submitted_once(slurm_cluster, slurm_job_prefix, tmp_path):
+    prefix = write_campaign(tmp_path, """
+        echo "iteration 1"; sleep 3; echo "TRAINING DONE"
+        """, grid="idx: [0, 1, 2]", prefix=slurm_job_prefix + "tick")
+    assert run_orch(tmp_path, "build", "campaign.yaml").returncode == 0
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        tick = run_orch(tmp_path, "run", "campaign.yaml", "--once", "--yes", "--scheduler", "slurm", "--max-jobs", "2")
+        assert tick.returncode == 0, tick.stdout + tick.stderr
+        if "3 jobs: 3 done" in tick.stdout:
+            break
+        time.sleep(1)
+    rows = status(tmp_path)
+    assert {row["state"] for row in rows.values()} == {"done"}, rows
+    assert submissions(tmp_path) == {f"{prefix}_{i}": 1 for i in range(3)}  # real sbatch calls, each once
