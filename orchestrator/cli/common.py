@@ -114,12 +114,17 @@ def require_matplotlib() -> None:
 
 
 def require_science(command: str) -> None:
-    """The fit needs numpy and scipy (the `science` extra): a one-line error without them."""
+    """The fit needs numpy and scipy (the `science` extra): a one-line error without them. Their thread pools
+    are limited at once (`analysis.threads`): a login node is shared."""
     try:
         import numpy  # noqa: F401
-        import scipy  # noqa: F401
+        import scipy.linalg  # noqa: F401  (loads the BLAS scipy uses, so the limit reaches it)
+        import threadpoolctl  # noqa: F401
     except ImportError:
-        raise UserError(f"{command} needs numpy and scipy: pip install 'orch[science]'") from None
+        raise UserError(f"{command} needs numpy, scipy and threadpoolctl: pip install 'orch[science]'") from None
+    from orchestrator.analysis.threads import limit_numeric_threads
+
+    limit_numeric_threads()
 
 
 def positive_flops(text: str) -> float:
