@@ -183,7 +183,7 @@ def test_confirmation_asks_for_jobs_of_unknown_gpus(tmp_path: Path, monkeypatch:
 def test_compute_based_estimate_counts_the_tokens_a_job_trains(monkeypatch: pytest.MonkeyPatch) -> None:
     from orchestrator.accounting.compute import compute_gpu_hours
     from orchestrator.config import load_jobs
-    from orchestrator.planning.flops import training_flops_per_token
+    from orchestrator.formulas.flops import training_flops_per_token
     from orchestrator.render import render_job
 
     repo = Path(__file__).resolve().parents[1]

@@ -14,6 +14,7 @@ import pytest
 from orchestrator.cli import main as orch_main
 from orchestrator.errors import UserError
 from orchestrator.planning import cooldown_cmds as cc
+from orchestrator.formulas import cooldown_frac as fc
 from orchestrator.planning.lr_schedules import alcf_launch
 from orchestrator.planning.cooldown_sweep import plan_sweep, write_sweep
 from orchestrator.planning.milestones import Milestone, build_milestones
@@ -46,9 +47,9 @@ def test_constant_convention_gives_the_constant_share() -> None:
 
 def test_frac_digits_recover_the_step_count() -> None:
     # 100/1100 = 0.0909...: 0.091 would give 100.1 steps; 0.090909091 * 1100 = 100.0000001.
-    assert cc.format_frac(100, 1100) == "0.090909091"
-    assert cc.format_frac(1, 2) == "0.5"
-    assert cc.format_frac(1, 10_000_000) == "0.0000001"  # plain decimal, never 1E-7
+    assert fc.format_frac(100, 1100) == "0.090909091"
+    assert fc.format_frac(1, 2) == "0.5"
+    assert fc.format_frac(1, 10_000_000) == "0.0000001"  # plain decimal, never 1E-7
 
 
 @pytest.mark.parametrize("resume", [1, 7, 999, 19850, 123457, 9_999_991])
@@ -56,8 +57,8 @@ def test_frac_digits_recover_the_step_count() -> None:
 def test_frac_times_train_iters_gives_back_r(resume: int, cooldown: int) -> None:
     total = resume + cooldown
     for numerator in (cooldown, resume):
-        product = float(cc.format_frac(numerator, total)) * total
-        assert numerator <= product <= numerator + cc.FRAC_STEP_TOLERANCE
+        product = float(fc.format_frac(numerator, total)) * total
+        assert numerator <= product <= numerator + fc.FRAC_STEP_TOLERANCE
         assert int(product) == numerator and round(product) == numerator
 
 
@@ -319,5 +320,5 @@ def test_link_prints_0_when_the_checkpoint_is_not_there(tmp_path: Path, capsys: 
 def test_expr_cooldown_frac_gives_the_digits_cooldown_cmds_prints() -> None:
     from orchestrator.config.expressions import evaluate_expression
 
-    assert evaluate_expression("expr(cooldown_frac(57, 100))") == cc.format_frac(57, 100) == "0.570000001"
+    assert evaluate_expression("expr(cooldown_frac(57, 100))") == fc.format_frac(57, 100) == "0.570000001"
     assert int(float(evaluate_expression("expr(cooldown_frac(57, 100))")) * 100) == 57  # 0.57 itself gives 56

@@ -11,7 +11,7 @@ from orchestrator.cli import main as orch_main
 from orchestrator.cli.flops import parse_count
 from orchestrator.config import expand_config
 from orchestrator.config.expressions import EXPR_FUNCTIONS, evaluate_expression
-from orchestrator.planning.flops import (
+from orchestrator.formulas.flops import (
     FLOPS_EXPR_FUNCTIONS,
     iterations_for_tokens,
     model_parameters,

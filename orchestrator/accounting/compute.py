@@ -2,7 +2,7 @@
 
 The time limit bounds what an attempt may cost; a cooldown that trains 0.2x its pretrain's tokens under the
 same 24-hour limit is quoted at the same price. Where the job's Megatron command gives the model and the
-iterations, its training FLOPs are known (`planning.flops`: 6 x matmul parameters + attention, per token), and
+iterations, its training FLOPs are known (`formulas.flops`: 6 x matmul parameters + attention, per token), and
 with the config's `estimate_tflops` (TFLOP/s each GPU achieves, e.g. 150 for bf16 at about 50% of an A100's
 peak) they become GPU-hours. Tokens are (`--train-iters` - the step it resumes from) x `--global-batch-size` x
 `--seq-length`; the resume step is the job's RESUME_STEP / RESUME_ITER / CHECKPOINT_ITER / START_ITER value
@@ -17,7 +17,7 @@ from typing import Any
 from orchestrator.check.data_paths import flag_values
 from orchestrator.check.flags import DEFAULT_ENTRIES, megatron_invocations
 from orchestrator.jobs import Job
-from orchestrator.planning.flops import training_flops_per_token
+from orchestrator.formulas.flops import training_flops_per_token
 from orchestrator.planning.lr_check import RESUME_KEYS  # the resume step as `orch lr check` reads it
 
 TFLOPS_KEY = "estimate_tflops"

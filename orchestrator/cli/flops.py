@@ -6,7 +6,7 @@ import argparse
 import re
 
 from orchestrator.errors import UserError
-from orchestrator.planning import flops
+from orchestrator.formulas import flops
 
 _SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
 _COUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMBGT]?)\s*$", re.IGNORECASE)

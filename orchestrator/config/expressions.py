@@ -16,7 +16,7 @@ from typing import Any
 
 import simpleeval
 
-from orchestrator.planning.flops import FLOPS_EXPR_FUNCTIONS
+from orchestrator.formulas.flops import FLOPS_EXPR_FUNCTIONS
 
 EXPR_PREFIX = "expr("
 MAX_RESULT_DIGITS = 4300  # Python's own int->str limit; beyond it a value is useless in a script.
@@ -66,9 +66,9 @@ EXPR_FUNCTIONS.update(FLOPS_EXPR_FUNCTIONS)  # model_params, flops_per_token, to
 
 
 def _cooldown_frac(cooldown_steps: int, total_iters: int) -> str:
-    """`cooldown_frac(R, T)` (orchestrator.planning.cooldown_cmds), imported on first use: its decimal and
+    """`cooldown_frac(R, T)` (orchestrator.formulas.cooldown_frac), imported on first use: its decimal and
     fractions imports would otherwise slow every command that loads a config."""
-    from orchestrator.planning.cooldown_cmds import cooldown_frac
+    from orchestrator.formulas.cooldown_frac import cooldown_frac
 
     return cooldown_frac(cooldown_steps, total_iters)
 
