@@ -156,7 +156,7 @@ def test_rows_per_run_and_iteration(campaign, monkeypatch):
     assert rows[("PRETRAIN", 200)] == {
         "EXP": "10M_lr0.001", "MODEL_SIZE": "10M", "LR": 0.001, "PHASE": "PRETRAIN", "PHASE_TAG": "pre",
         "iteration": 200, "tokens": 200_000, "log_val_loss": 4.0, "log_test_loss": None, "hellaswag/acc": 0.29,
-        "hellaswag/acc_stderr": 0.01,
+        "hellaswag/acc_stderr": 0.01, "run": "logs/10M_lr0.001",
     }
     # the log's and the results file's figures stay in their own columns; an lm-eval file's top level is metadata
     assert rows[("COOLDOWN", 150)]["log_val_loss"] == 3.7

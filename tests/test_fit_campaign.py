@@ -8,6 +8,7 @@ The report is opened in Debian's chromium, headless, with the network cut off.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -191,12 +192,32 @@ def test_a_campaign_without_a_parameter_count_is_refused_in_one_line(campaign: P
     assert orch("fit", "c.yaml", "--params-key", "NOPE", cwd=campaign).stderr.count("no job has that parameter") == 1
 
 
-def test_fit_reads_what_orch_results_writes_with_its_defaults(campaign: Path) -> None:
+def test_fit_of_the_results_csv_selects_the_points_fit_of_the_config_does(campaign: Path) -> None:
     results = orch("results", "c.yaml", cwd=campaign)
     assert results.returncode == 0, results.stderr
     table = campaign / "c_results.csv"
-    assert "eval/parameters" in table.read_text().splitlines()[0].split(",")
-    fitted = orch("fit", "c_results.csv", "--json", "--bootstrap", "0", cwd=campaign)
+    header = table.read_text().splitlines()[0].split(",")
+    assert "eval/parameters" in header and header[-2:] == ["run", "fit"]
+    for flags in ([], ["--points", "all"], ["--keep-unannealed"], ["--every-run", "--keep-unannealed"]):
+        from_config = json.loads(orch("fit", "c.yaml", "--json", "--bootstrap", "0", *flags, cwd=campaign).stdout)
+        from_csv = orch("fit", "c_results.csv", "--json", "--bootstrap", "0", *flags, cwd=campaign)
+        assert from_csv.returncode == 0, from_csv.stderr
+        fitted = json.loads(from_csv.stdout)
+        assert fitted["n_points"] == from_config["n_points"], flags
+        assert fitted["E"] == pytest.approx(from_config["E"], rel=1e-9), flags
+    said = orch("fit", "c_results.csv", "--bootstrap", "0", cwd=campaign).stdout
+    assert re.search(r"points: one per finished, annealed run end, by the CSV's `fit` column: \d+ of 47 rows", said), said
+    assert "run ends not annealed left out" in said
+
+
+def test_fit_of_a_csv_without_a_fit_column_says_it_fits_every_row(campaign: Path) -> None:
+    assert orch("results", "c.yaml", cwd=campaign).returncode == 0
+    with open(campaign / "c_results.csv", newline="") as source, open(campaign / "plain.csv", "w", newline="") as plain:
+        reader = csv.DictReader(source)
+        writer = csv.DictWriter(plain, [column for column in reader.fieldnames if column != "fit"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(reader)
+    fitted = orch("fit", "plain.csv", "--bootstrap", "0", cwd=campaign)
     assert fitted.returncode == 0, fitted.stderr
     # Every evaluated checkpoint of the 6 runs x 8 (the large model's broken cooldown never evaluated its end).
-    assert json.loads(fitted.stdout)["n_points"] == 6 * 8 - 1
+    assert "points: every row with N, D and L (47); the CSV has no `fit` column" in fitted.stdout

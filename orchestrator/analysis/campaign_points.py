@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.analysis.points import Points
-from orchestrator.campaign.results import ResultKeys, default_loss_column, group_runs, run_rows
+from orchestrator.campaign.results import ResultKeys, Run, default_loss_column, group_runs, run_rows
 from orchestrator.errors import UserError
 from orchestrator.jobs import Job
 from orchestrator.planning.lr_check import schedule_from_params
@@ -83,6 +83,80 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+END, END_NOT_ANNEALED, CHECKPOINT = "end", "end (not annealed)", "checkpoint"
+"""A row's role in a fit (the results CSV's `fit` column): a finished run's last checkpoint, annealed or not,
+or one of its earlier checkpoints; rows of runs left out say why ("left out: ...")."""
+FIT_COLUMN = "fit"
+
+
+@dataclass
+class RunVerdict:
+    """One run as the fit sees it: its rows with tokens, their losses, and why it is left out, if it is."""
+
+    run: Run
+    rows: list[dict[str, Any]]
+    losses: list[float | None]
+    left_out: str = ""
+    not_annealed: str = ""
+    """Why its end is not annealed ("" if it is, or if no schedule is known)."""
+
+    def role(self, index: int) -> str:
+        if self.left_out:
+            return f"left out: {self.left_out}"
+        if index < len(self.rows) - 1:
+            return CHECKPOINT
+        return END_NOT_ANNEALED if self.not_annealed else END
+
+
+def judge_runs(jobs: Sequence[Job], keys: ResultKeys = ResultKeys(),
+               loss_col: str | None = None) -> tuple[list[RunVerdict], str]:
+    """Every run of the campaign judged for a fit, and the loss column used."""
+    runs = sorted(group_runs(jobs, keys.run_dir), key=lambda r: str(r.run_dir))
+    rows_of = {run.run_dir: [row for row in run_rows(run, keys) if row.get("tokens")] for run in runs}
+    loss_col = loss_col or default_loss_column([row for rows in rows_of.values() for row in rows])
+    verdicts = []
+    for run in runs:
+        rows = rows_of[run.run_dir]
+        losses = [_number(row.get(loss_col)) for row in rows]
+        verdict = RunVerdict(run, rows, losses)
+        verdict.left_out = _left_out(rows, losses, loss_col, _number(run.params.get("TRAIN_ITERS")))
+        if not verdict.left_out:
+            verdict.not_annealed = unannealed(str(run.run_dir), run.params, rows[-1]["iteration"]) or ""
+        verdicts.append(verdict)
+    return verdicts, loss_col
+
+
+def _left_out(rows: list[dict[str, Any]], losses: list[float | None], loss_col: str, target: float | None) -> str:
+    if not rows:
+        return "no evaluated checkpoint"
+    last = rows[-1]
+    if losses[-1] is None:
+        return f"{loss_col} at iteration {last['iteration']} is {last.get(loss_col)!r}"
+    if target is not None and last["iteration"] < target:
+        return f"stopped at iteration {last['iteration']} of {int(target)}"
+    first = next(value for value in losses if value is not None)
+    if losses[-1] > first and len(rows) > 1:
+        return f"{loss_col} rose from {first:.4g} to {losses[-1]:.4g} (diverged)"
+    return ""
+
+
+def keeps(role: str, which: str, keep_unannealed: bool) -> bool:
+    """Does a point of this role enter the fit? The one rule for `orch fit CONFIG` and `orch fit CSV`."""
+    if which == "all":
+        return role in (END, END_NOT_ANNEALED, CHECKPOINT)
+    return role == END or (keep_unannealed and role == END_NOT_ANNEALED)
+
+
+def lowest_per_size_and_tokens(candidates: list[tuple[float, float, float, str]]) -> tuple[list[tuple[float, float, float, str]], int]:
+    """The lowest loss per (N, D) (a learning-rate sweep keeps its best run), and how many were dropped."""
+    best: dict[tuple[float, float], tuple[float, float, float, str]] = {}
+    for candidate in candidates:
+        slot = (candidate[0], candidate[1])
+        if slot not in best or candidate[2] < best[slot][2]:
+            best[slot] = candidate
+    return list(best.values()), len(candidates) - len(best)
+
+
 def campaign_points(jobs: Sequence[Job], keys: ResultKeys = ResultKeys(), params_key: str | None = None,
                     loss_col: str | None = None, which: str = "ends", best_of_sweep: bool = True,
                     keep_unannealed: bool = False) -> CampaignPoints:
@@ -90,36 +164,20 @@ def campaign_points(jobs: Sequence[Job], keys: ResultKeys = ResultKeys(), params
     key = params_key or next((k for k in DEFAULT_PARAMS_KEYS if any(k in run.params for run in runs)), None)
     if params_key and not any(params_key in run.params for run in runs):
         raise UserError(f"--params-key {params_key}: no job has that parameter")
+    verdicts, loss_col = judge_runs(jobs, keys, loss_col)
     candidates: list[tuple[float, float, float, str]] = []
     left_out: list[str] = []
-    runs = sorted(runs, key=lambda r: str(r.run_dir))
-    rows_of = {run.run_dir: [row for row in run_rows(run, keys) if row.get("tokens")] for run in runs}
-    loss_col = loss_col or default_loss_column([row for rows in rows_of.values() for row in rows])
-    for run in runs:
-        rows = rows_of[run.run_dir]
-        if not rows:
-            left_out.append(f"{run.run_dir}: no evaluated checkpoint")
+    for verdict in verdicts:
+        run = verdict.run
+        if verdict.left_out:
+            left_out.append(f"{run.run_dir}: {verdict.left_out}")
             continue
-        losses = [_number(row.get(loss_col)) for row in rows]
-        last = rows[-1]
-        target = _number(run.params.get("TRAIN_ITERS"))
-        if losses[-1] is None:
-            left_out.append(f"{run.run_dir}: {loss_col} at iteration {last['iteration']} is {last.get(loss_col)!r}")
+        if which == "ends" and verdict.not_annealed and not keep_unannealed:
+            left_out.append(f"{run.run_dir}: {verdict.not_annealed}")
             continue
-        if target is not None and last["iteration"] < target:
-            left_out.append(f"{run.run_dir}: stopped at iteration {last['iteration']} of {int(target)}")
-            continue
-        first = next(value for value in losses if value is not None)
-        if losses[-1] > first and len(rows) > 1:
-            left_out.append(f"{run.run_dir}: {loss_col} rose from {first:.4g} to {losses[-1]:.4g} (diverged)")
-            continue
-        if which == "ends" and not keep_unannealed:
-            reason = unannealed(str(run.run_dir), run.params, last["iteration"])
-            if reason:
-                left_out.append(f"{run.run_dir}: {reason}")
+        for index, (row, loss) in enumerate(zip(verdict.rows, verdict.losses)):
+            if not keeps(verdict.role(index), which, keep_unannealed):
                 continue
-        chosen = list(zip(rows, losses)) if which == "all" else [(last, losses[-1])]
-        for row, loss in chosen:
             params = _number(run.params.get(key)) if key else _number(row.get(PARAMS_RESULT))
             if params is None:
                 raise UserError(f"{run.run_dir}: no parameter count: give the jobs an N_PARAMS key (e.g. "
@@ -129,12 +187,7 @@ def campaign_points(jobs: Sequence[Job], keys: ResultKeys = ResultKeys(), params
                 candidates.append((params, float(row["tokens"]), loss, f"{run.run_dir}@{row['iteration']}"))
     merged = 0
     if best_of_sweep:
-        best: dict[tuple[float, float], tuple[float, float, float, str]] = {}
-        for candidate in candidates:
-            slot = (candidate[0], candidate[1])
-            if slot not in best or candidate[2] < best[slot][2]:
-                best[slot] = candidate
-        merged, candidates = len(candidates) - len(best), list(best.values())
+        candidates, merged = lowest_per_size_and_tokens(candidates)
     candidates.sort()
     points = Points([c[0] for c in candidates], [c[1] for c in candidates], [c[2] for c in candidates],
                     lines=list(range(1, len(candidates) + 1)), skipped=0)

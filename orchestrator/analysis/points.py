@@ -19,11 +19,14 @@ class Points:
     """The CSV line of each point, for messages."""
     skipped: int
     """Rows with an empty cell in one of the three columns (e.g. evaluation rows without a loss)."""
+    roles: list[str] | None = None
+    """Each point's `fit` cell (what `orch results` writes: run end, checkpoint, left out), None without one."""
 
 
 # Where N is when no column is named: a column called params, the evaluator's `parameters` metric in
 # what `orch results` writes, or a campaign's N_PARAMS key.
 PARAMS_COLUMNS = ("params", "eval/parameters", "parameters", "N_PARAMS")
+ROLE_COLUMN = "fit"  # analysis.campaign_points.FIT_COLUMN (that module needs the campaign layer; this one does not)
 
 
 def csv_loss_column(path: str | Path) -> str:
@@ -55,6 +58,7 @@ def read_points(path: str | Path, params_col: str | None, tokens_col: str, loss_
                     raise UserError(f"{path}: no column {column!r} (columns: {', '.join(columns) or 'none'}); "
                                     f"name the right one with {option}")
             params, tokens, loss, lines, skipped = [], [], [], [], 0
+            roles: list[str] | None = [] if ROLE_COLUMN in columns else None
             for line, row in enumerate(reader, start=2):
                 cells = [row[params_col], row[tokens_col], row[loss_col]]
                 if any(cell is None or not cell.strip() for cell in cells):
@@ -74,8 +78,10 @@ def read_points(path: str | Path, params_col: str | None, tokens_col: str, loss_
                 tokens.append(values[1])
                 loss.append(values[2])
                 lines.append(line)
+                if roles is not None:
+                    roles.append(row[ROLE_COLUMN] or "")
     except OSError as error:
         raise UserError(f"cannot read {path}: {error.strerror or error}") from None
     except csv.Error as error:
         raise UserError(f"{path}: not a readable CSV ({error})") from None
-    return Points(params, tokens, loss, lines, skipped)
+    return Points(params, tokens, loss, lines, skipped, roles)

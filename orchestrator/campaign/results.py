@@ -46,6 +46,7 @@ LOG_VAL_LOSS = "log_val_loss"
 LOG_TEST_LOSS = "log_test_loss"
 EVAL_VAL_LOSS = "eval/val_loss"
 FIXED_COLUMNS = ("iteration", "tokens", LOG_VAL_LOSS, LOG_TEST_LOSS)
+RUN_COLUMN = "run"
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,12 @@ class ResultTable:
     rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """Choices made while reading (which of several results files was used), for the user to see."""
+    extra_columns: list[str] = field(default_factory=lambda: [RUN_COLUMN])
+    """Last in the CSV: the run folder, and what other layers add (`orch results` adds the fit's `fit`)."""
 
     @property
     def columns(self) -> list[str]:
-        return [*self.param_columns, *FIXED_COLUMNS, *self.metric_columns]
+        return [*self.param_columns, *FIXED_COLUMNS, *self.metric_columns, *self.extra_columns]
 
 
 def group_runs(jobs: Sequence[Job], run_dir_key: str) -> list[Run]:
@@ -260,8 +263,8 @@ def collect_results(jobs: Sequence[Job], keys: ResultKeys = ResultKeys()) -> Res
     notes: list[str] = []
     for run in runs:
         for found in run_rows(run, keys, notes):
-            metric_columns.update(dict.fromkeys(key for key in found if key not in FIXED_COLUMNS))
-            rows.append({**{key: run.params.get(key) for key in param_columns}, **found})
+            metric_columns.update(dict.fromkeys(key for key in found if key not in FIXED_COLUMNS and key != RUN_COLUMN))
+            rows.append({**{key: run.params.get(key) for key in param_columns}, **found, RUN_COLUMN: str(run.run_dir)})
     return ResultTable(param_columns, list(metric_columns), rows, notes)
 
 

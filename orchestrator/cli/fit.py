@@ -38,12 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="campaign: job parameter holding N (default: N_PARAMS if the jobs have it, else the "
                              "evaluator's 'parameters' result)")
     parser.add_argument("--points", choices=("ends", "all"), default="ends",
-                        help="campaign: one point per finished run end (default), or every evaluated checkpoint")
+                        help="campaign, or a CSV with `orch results`' fit column: one point per finished run end "
+                             "(default), or every evaluated checkpoint")
     parser.add_argument("--every-run", action="store_true",
-                        help="campaign: keep every run's point, not only the lowest loss per size and token count")
+                        help="campaign (or a CSV with a fit column): keep every run's point, not only the lowest loss per "
+                             "size and token count")
     parser.add_argument("--keep-unannealed", action="store_true",
-                        help="campaign: keep run ends whose LR is still above half its peak (a WSD pretrain never "
-                             "cooled); they lie above the law and are left out by default")
+                        help="campaign (or a CSV with a fit column): keep run ends whose LR is still above half its "
+                             "peak (a WSD pretrain never cooled); they lie above the law and are left out by default")
     parser.add_argument("--irreducible", type=float, metavar="LOSS",
                         help="the data's known entropy, if it has one: printed beside the fitted E")
     parser.add_argument("--bootstrap", type=non_negative_int, default=500, metavar="K",
@@ -68,12 +70,39 @@ def load_points(args: argparse.Namespace):
             raise UserError("KEY=VALUE filters and -f/-F apply to a campaign config, not to a CSV")
         points = read_points(args.config, args.params_col, args.tokens_col, args.loss_col or csv_loss_column(args.config))
         about = [f"{points.skipped} rows without values skipped"] if points.skipped else []
-        return points, [f"{args.config} line {line}" for line in points.lines], about
+        if points.roles is None:
+            about.insert(0, f"points: every row with N, D and L ({len(points.loss)}); the CSV has no `fit` column to "
+                            "select run ends by (`orch results` writes one; `orch fit CONFIG` selects them)")
+            return points, [f"{args.config} line {line}" for line in points.lines], about
+        return select_csv_points(points, args, about)
     found = campaign_points(selected_jobs(args), params_key=args.params_key, loss_col=args.loss_col,
                             which=args.points, best_of_sweep=not args.every_run,
                             keep_unannealed=args.keep_unannealed)
     about = found.describe()
     return found.points, found.labels, about
+
+
+def select_csv_points(points, args: argparse.Namespace, about: list[str]):
+    """A results CSV's points chosen by its `fit` column with the rule `orch fit CONFIG` uses."""
+    from orchestrator.analysis.campaign_points import END_NOT_ANNEALED, keeps, lowest_per_size_and_tokens
+    from orchestrator.analysis.points import Points
+
+    kept = [(n, d, loss, f"{args.config} line {line}") for n, d, loss, line, role
+            in zip(points.params, points.tokens, points.loss, points.lines, points.roles)
+            if keeps(role, args.points, args.keep_unannealed)]
+    merged = 0
+    if not args.every_run:
+        kept, merged = lowest_per_size_and_tokens(kept)
+    kept.sort()
+    kind = "every checkpoint of a finished run" if args.points == "all" else "one per finished, annealed run end"
+    unannealed = sum(role == END_NOT_ANNEALED for role in points.roles)
+    about.insert(0, f"points: {kind}, by the CSV's `fit` column: {len(kept)} of {len(points.roles)} rows"
+                 + (f"; {merged} dropped for a lower loss at the same size and tokens" if merged else "")
+                 + (f"; {unannealed} run ends not annealed left out (--keep-unannealed keeps them)"
+                    if unannealed and args.points == "ends" and not args.keep_unannealed else ""))
+    chosen = Points([k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept],
+                    [int(k[3].rsplit(" ", 1)[1]) for k in kept], points.skipped)
+    return chosen, [k[3] for k in kept], about
 
 
 def run_fit(args: argparse.Namespace) -> int:

@@ -80,13 +80,28 @@ def _print_table(table: ResultTable, max_rows: int, params: list[str] | None) ->
         console.print(f"({len(table.rows) - max_rows} more rows in the CSV)")
 
 
+def add_fit_roles(table: ResultTable, jobs, keys) -> None:
+    """The `fit` column: each row's role in `orch fit` (a finished run's end, annealed or not, an earlier
+    checkpoint, or why its run is left out), so `orch fit CSV` selects what `orch fit CONFIG` does."""
+    from orchestrator.analysis.campaign_points import FIT_COLUMN, judge_runs
+    from orchestrator.campaign.results import RUN_COLUMN
+
+    verdicts, _ = judge_runs(jobs, keys)
+    roles = {(str(v.run.run_dir), row["iteration"]): v.role(index) for v in verdicts for index, row in enumerate(v.rows)}
+    for row in table.rows:
+        row[FIT_COLUMN] = roles.get((row[RUN_COLUMN], row["iteration"]), "")
+    table.extra_columns.append(FIT_COLUMN)
+
+
 def run_results(args: argparse.Namespace) -> int:
     from orchestrator.campaign.results import ResultKeys, collect_results, plot_columns, plot_validation_loss, write_csv
 
     if args.plot:
         require_matplotlib()
     keys = ResultKeys(args.run_dir_key, args.tokens_key, args.size_key, args.phase_key)
-    table = collect_results(selected_jobs(args), keys)
+    jobs = selected_jobs(args)
+    table = collect_results(jobs, keys)
+    add_fit_roles(table, jobs, keys)
     for note in table.notes:
         print(f"note: {note}", file=sys.stderr)
     csv_path = args.csv or f"{Path(args.config).stem}_results.csv"
