@@ -14,7 +14,9 @@ handlers, not at module level.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import re
 import importlib.util
 import pkgutil
 import sys
@@ -37,8 +39,41 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class OrchParser(argparse.ArgumentParser):
+    """argparse's parser, whose errors suggest the nearest command or option (sub-commands inherit the class)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        choice = re.match(r"argument ([^:]*): invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if choice:
+            argument, word, known = choice.group(1), choice.group(2), re.findall(r"'([^']*)'", choice.group(3))
+            message = (f"{message}{_suggestion(word, known)}" if argument.startswith("-")  # --scheduler foo
+                       else f"unknown command {word!r}"
+                       + (_suggestion(word, known) or f" (choose from {', '.join(map(repr, known))})"))
+        unknown = re.match(r"unrecognized arguments: (.*)$", message)
+        if unknown:
+            options = [option for option in self._option_string_actions if option.startswith("--")]
+            hints = [f"{word}{_suggestion(word.split('=')[0], options)}" for word in unknown.group(1).split()]
+            message = "unrecognized arguments: " + " ".join(hints)
+        super().error(message)
+
+
+def _suggestion(word: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=2, cutoff=0.6)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
+def _innermost_parser(parser: argparse.ArgumentParser, words: Sequence[str]) -> argparse.ArgumentParser:
+    """The (sub-)parser the words' leading command names lead to: its options are the ones that apply."""
+    for word in words:
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not actions or word not in actions[0].choices:
+            break
+        parser = actions[0].choices[word]
+    return parser
+
+
 def _empty_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
-    parser = argparse.ArgumentParser(
+    parser = OrchParser(
         prog="orch",
         description="Declarative experiment orchestrator for LLM training campaigns on Slurm.",
     )
@@ -64,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if leftovers and hasattr(args, "filters") and all("=" in a and not a.startswith("-") for a in leftovers):
         args.filters = [*args.filters, *leftovers]
     elif leftovers:
-        parser.error(f"unrecognized arguments: {' '.join(leftovers)}")
+        _innermost_parser(parser, words).error(f"unrecognized arguments: {' '.join(leftovers)}")
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

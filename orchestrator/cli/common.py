@@ -44,6 +44,7 @@ def selected_jobs(args: argparse.Namespace, warn_unused_keys: bool = False) -> l
     from orchestrator.render import template_words
 
     jobs = load_jobs(args.config, fixes=args.fixes, filters=args.filters, typed_fixes=args.typed_fixes)
+    enter_campaign_folder(args, jobs)
     try:
         text = Path(args.config).read_text(errors="replace")
     except OSError:
@@ -54,6 +55,22 @@ def selected_jobs(args: argparse.Namespace, warn_unused_keys: bool = False) -> l
     if warn_unused_keys and report.unused:
         print(f"orch: {unused_message(args.config, report.unused)}", file=sys.stderr)
     return jobs
+
+
+def enter_campaign_folder(args: argparse.Namespace, jobs: list[Job]) -> None:
+    """A campaign's paths (templates, scripts, logs, `.orch/`) are relative to the folder it is run from, as in
+    AutoExperiment. Run from elsewhere (`orch status ../proj/configs/c.yaml`), orch moves to the nearest folder
+    at or above the config's that holds the jobs' template, and says so."""
+    template = jobs[0].template if jobs else ""
+    if not template or os.path.isabs(template) or os.path.exists(template):
+        return
+    config = Path(args.config).resolve()
+    for folder in config.parents:
+        if (folder / template).is_file():
+            args.config = str(config)
+            os.chdir(folder)
+            print(f"orch: working in {folder} (it holds {template}), as if run there", file=sys.stderr)
+            return
 
 
 def rerun_words(args: argparse.Namespace, *flags: str) -> list[str]:

@@ -58,9 +58,45 @@ def parse_filters(filters: Sequence[str]) -> dict[str, list[str]]:
     return parsed
 
 
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value) if isinstance(value, str) and value.strip() else None
+    except ValueError:
+        return None
+
+
+def value_matches(value: Any, wanted: Sequence[str]) -> bool:
+    """AutoExperiment's rule (the value's text is one of the wanted texts), and numbers by value: `LR=1e-3`
+    matches 0.001 (the config's spelling), which prints as 0.001 and would otherwise match nothing."""
+    if str(value) in wanted:
+        return True
+    number = _number(value) if isinstance(value, (int, float)) else None
+    return number is not None and any(_number(text) == number for text in wanted)
+
+
 def select_jobs(jobs: Sequence[Job], filters: Mapping[str, Sequence[str]]) -> list[Job]:
-    """Keep jobs whose `str(value)` is one of the listed values for every filter key (AutoExperiment)."""
+    """Keep jobs whose value is one of the listed values for every filter key; filters that keep no job are an
+    error naming each key that matches nothing and the values it has."""
     for key in filters:
         if not any(key in job.params for job in jobs):
             raise UserError(f"filter key {key!r} is not a variable of any job")
-    return [job for job in jobs if all(str(job.params.get(key)) in values for key, values in filters.items())]
+    kept = [job for job in jobs if all(value_matches(job.params.get(key), values) for key, values in filters.items())]
+    if jobs and filters and not kept:
+        raise UserError(_no_match_message(jobs, filters))
+    return kept
+
+
+def _no_match_message(jobs: Sequence[Job], filters: Mapping[str, Sequence[str]]) -> str:
+    misses = []
+    for key, values in filters.items():
+        if not any(value_matches(job.params.get(key), values) for job in jobs):
+            present = list(dict.fromkeys(str(job.params.get(key)) for job in jobs if key in job.params))
+            shown = ", ".join(present[:8]) + (f", ... ({len(present)} values)" if len(present) > 8 else "")
+            misses.append(f"{key}={','.join(values)} matches no job ({key} is {shown})")
+    return "; ".join(misses) if misses else \
+        f"the filters {' '.join(f'{k}={v}' for k, v in ((k, ','.join(v)) for k, v in filters.items()))} " \
+        "match jobs one by one but no job all together"

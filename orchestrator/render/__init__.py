@@ -6,6 +6,7 @@ A template whose name ends in `.j2` renders with Jinja2 (`{{ VAR }}`, StrictUnde
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import string
@@ -65,6 +66,29 @@ def _line_of(text: str, needle: str) -> int:
     return text.count("\n", 0, offset) + 1 if offset >= 0 else 0
 
 
+def nearest_names(name: str, params: dict[str, Any]) -> list[str]:
+    """The job's variables nearest to a misspelt one (a different case first)."""
+    names = [key for key in params if isinstance(key, str)]
+    same_but_case = [key for key in names if key.lower() == name.lower() and key != name]
+    return (same_but_case + [key for key in difflib.get_close_matches(name, names, n=3, cutoff=0.7)
+                             if key not in same_but_case])[:3]
+
+
+def _format_hint(text: str, params: dict[str, Any]) -> str:
+    """Why a str.format placeholder failed: a number format on a value kept as text (`-f KEY=1e-3` keeps the
+    text, as AutoExperiment does; `-F` types it), else the literal-brace rule."""
+    try:
+        fields = [(name, spec) for _, name, spec, _ in string.Formatter().parse(text) if name]
+    except ValueError:
+        fields = []
+    for name, spec in fields:
+        value = params.get(name.split(".")[0].split("[")[0])
+        if spec and isinstance(value, str) and spec[-1:] in "eEfFgGdn%xXob":
+            return (f" ({{{name}:{spec}}} at line {_line_of(text, '{' + name)} formats a number but {name} is the "
+                    f"text {value!r}: fix it with -F {name}={value} (typed) instead of -f, or in the config)")
+    return " (write {{ and }} for literal braces)"
+
+
 def _render_format(path: str, params: dict[str, Any], job_name: str) -> str:
     text = _read_template(path)
     try:
@@ -72,12 +96,14 @@ def _render_format(path: str, params: dict[str, Any], job_name: str) -> str:
     except KeyError as error:
         variable = str(error.args[0])
         line = _line_of(text, "{" + variable)
+        close = nearest_names(variable, params)
+        hint = (f"did you mean {' or '.join('{' + name + '}' for name in close)}? " if close else "")
         raise UserError(
-            f"{path}:{line}: undefined variable {{{variable}}} (job {job_name!r}); "
+            f"{path}:{line}: undefined variable {{{variable}}} (job {job_name!r}); {hint}"
             f"write {{{{ and }}}} for literal braces, e.g. ${{{{{variable}}}}}"
         ) from None
     except (ValueError, IndexError, AttributeError) as error:
-        raise UserError(f"{path}: cannot render for job {job_name!r}: {error} (write {{{{ and }}}} for literal braces)") from None
+        raise UserError(f"{path}: cannot render for job {job_name!r}: {error}{_format_hint(text, params)}") from None
 
 
 @lru_cache(maxsize=None)
@@ -121,6 +147,13 @@ def _render_jinja(path: str, params: dict[str, Any], job_name: str) -> str:
     try:
         return template.render(**params)
     except jinja2.UndefinedError as error:
+        missing = re.match(r"'([^']+)' is undefined", error.message or "")
+        if missing:
+            variable = missing.group(1)
+            line = _line_of(_read_template(path), variable)
+            close = nearest_names(variable, params)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise UserError(f"{path}:{line}: undefined variable {variable!r} (job {job_name!r}){hint}") from None
         raise UserError(f"{path}: {error.message} (job {job_name!r})") from None
     except jinja2.TemplateError as error:
         raise UserError(f"{path}: cannot render for job {job_name!r}: {error}") from None
