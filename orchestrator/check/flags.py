@@ -16,6 +16,7 @@ import json
 import re
 import shlex
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,7 @@ def _commands(script: str) -> list[tuple[int, str]]:
     return commands
 
 
+@lru_cache(maxsize=64)
 def _literal_part(pattern: str) -> str:
     """The longest text a name matching the glob must contain (`pretrain_*.py` -> `pretrain_`)."""
     return max(re.split(r"[*?\[\]]", pattern), key=len)

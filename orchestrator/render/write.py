@@ -6,6 +6,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from orchestrator.errors import UserError
@@ -59,16 +60,24 @@ def _write(path: str, content: bytes, exists: bool) -> None:
     os.replace(temporary, path)
 
 
-def _make_parent_dirs(paths: Iterable[str]) -> None:
-    made: set[str] = set()
+def _make_parent_dirs(paths: Iterable[str]) -> dict[str, set[str] | None]:
+    """Create each path's directory; {directory: the names already in it} (None where it was just made)."""
+    listed: dict[str, set[str] | None] = {}
     for path in paths:
-        parent = os.path.dirname(path)
-        if parent and parent not in made:
+        parent = _split(path)[0]
+        if parent in listed:
+            continue
+        try:
+            listed[parent] = set(os.listdir(parent or "."))
+        except FileNotFoundError:
             try:
                 os.makedirs(parent, exist_ok=True)
             except OSError as error:
                 raise UserError(f"cannot create directory {parent}: {error.strerror}") from None
-            made.add(parent)
+            listed[parent] = None
+        except OSError as error:
+            raise UserError(f"cannot read directory {parent}: {error.strerror}") from None
+    return listed
 
 
 def build_scripts(jobs: Sequence[Job], rendered: Sequence[tuple[Job, str]] | None = None) -> BuildResult:
@@ -77,15 +86,18 @@ def build_scripts(jobs: Sequence[Job], rendered: Sequence[tuple[Job, str]] | Non
     rendered = render_all(jobs) if rendered is None else rendered
     warnings = job_name_warnings(rendered)
     # Like AutoExperiment: create the script's directory and the output file's directory.
-    _make_parent_dirs(job.sbatch_script for job in jobs)
+    present = _make_parent_dirs(job.sbatch_script for job in jobs)
     _make_parent_dirs(job.output_file for job in jobs)
     written = unchanged = 0
     digests: dict[str, str] = {}
     for job, script in rendered:
         content = script.encode("utf-8")
         digests[job.name] = content_digest(content)
+        directory, name = _split(job.sbatch_script)
+        names = present.get(directory)
         try:
-            existing = _existing_content(job.sbatch_script)
+            # One listing per folder tells which scripts exist: a new script costs one open, not two.
+            existing = _existing_content(job.sbatch_script) if names is not None and name in names else None
             if existing == content:
                 unchanged += 1
                 continue
@@ -98,10 +110,25 @@ def build_scripts(jobs: Sequence[Job], rendered: Sequence[tuple[Job, str]] | Non
 
 def script_path_clashes(jobs: Sequence[Job]) -> list[str]:
     """Script paths shared by several jobs (one would overwrite the other)."""
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, str], str] = {}
     clashes: list[str] = []
     for job in jobs:
-        other = seen.setdefault(str(Path(job.sbatch_script)), job.name)
+        directory, name = _split(job.sbatch_script)
+        other = seen.setdefault((_normal_directory(directory), name), job.name)
         if other != job.name:
             clashes.append(f"{job.sbatch_script} ({other}, {job.name})")
     return clashes
+
+
+def _split(path: str) -> tuple[str, str]:
+    """(folder, name) as the text spells them ("" for the working directory); cheaper than os.path.split, which
+    matters at 10^5 scripts. The folder may keep trailing slashes ("a//b" -> "a/"): it is only listed and compared
+    through `_normal_directory`."""
+    folder, _, name = path.rpartition("/")
+    return (folder or ("/" if path.startswith("/") else "")), name
+
+
+@lru_cache(maxsize=4096)
+def _normal_directory(directory: str) -> str:
+    """A folder's spelling as pathlib normalises it (`a//b`, `./a`): one Path per folder, not per script."""
+    return str(Path(directory)) if directory else "."
