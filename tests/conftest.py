@@ -27,6 +27,16 @@ def _test_cluster_conf() -> str:
 os.environ.setdefault("SLURM_CONF", _test_cluster_conf())
 
 
+@pytest.fixture(autouse=True)
+def _no_inherited_terminal_size() -> None:
+    """orch fits its tables to COLUMNS (as rich and shutil do). GNU readline, once anything in the test process
+    loads it on a terminal, exports COLUMNS and LINES behind os.environ's back (C setenv): a test's orch would
+    then draw for that width. Tests that want a width pass COLUMNS themselves."""
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
+        os.unsetenv(name)
+
+
 @dataclass(frozen=True)
 class SlurmTestCluster:
     """The running test cluster; tests share it with each other (and with other test runs)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -202,3 +203,28 @@ def test_near_misses_are_typos_and_cut_short_names_not_longer_names_of_their_own
                                         "check_interval": "check_interval_secs",
                                         "start_condition_cmds": "start_condition_cmd"}
     assert report.unused == ["run_name", "template_dir"]
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_plan_fits_the_terminal_and_names_what_it_left_out(tmp_path: Path, width: int) -> None:
+    from monitor_campaign import link_project_files
+
+    link_project_files(tmp_path, "configs/quickstart.yaml", "templates/quickstart")
+    shown = subprocess.run([sys.executable, "-m", "orchestrator", "plan", "configs/quickstart.yaml"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": str(width)})
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width
+    header = lines[0].split()
+    assert header[:4] == ["NAME", "MODE", "PHASE", "GPU-H"]
+    names = [line.split()[0] for line in lines[1:] if line and not line.startswith((" ", "(")) and "_" in line.split()[0]]
+    assert "h32_lr0.01_pretrain_train" in names
+    if width == 80:
+        assert "column(s) left out at this width: SCRIPT, OUTPUT" in shown.stdout.replace("\n", " ")
+    else:
+        assert "SCRIPT" in header and "left out" not in shown.stdout
+    wide = subprocess.run([sys.executable, "-m", "orchestrator", "plan", "configs/quickstart.yaml", "--wide"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": str(width)})
+    assert "OUTPUT" in wide.stdout.splitlines()[0] and "left out" not in wide.stdout
+

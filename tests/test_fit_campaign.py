@@ -221,3 +221,18 @@ def test_fit_of_a_csv_without_a_fit_column_says_it_fits_every_row(campaign: Path
     assert fitted.returncode == 0, fitted.stderr
     # Every evaluated checkpoint of the 6 runs x 8 (the large model's broken cooldown never evaluated its end).
     assert "points: every row with N, D and L (47); the CSV has no `fit` column" in fitted.stdout
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_results_fit_the_terminal_and_keep_the_losses(campaign: Path, width: int) -> None:
+    result = subprocess.run([sys.executable, "-m", "orchestrator", "results", "c.yaml"], cwd=campaign,
+                            capture_output=True, text=True, timeout=180, env={**os.environ, "COLUMNS": str(width)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width
+    header = next(line for line in lines if "iteration" in line)
+    assert "eval/val_loss" in header and "SIZE" in header and "LR" in header
+    if width == 80:  # what did not fit is named, never squeezed to one character
+        assert "left out at this width" in result.stdout and "eval/parameters" in result.stdout
+    else:
+        assert "left out" not in result.stdout and "eval/parameters" in header

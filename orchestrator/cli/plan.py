@@ -10,6 +10,7 @@ from typing import Any
 
 from orchestrator.accounting.estimate import JobEstimate
 from orchestrator.cli.common import add_job_selection_arguments, selected_jobs
+from orchestrator.cli.layout import WIDE, Column, fit_columns, left_out_note, output_width, plain_table, wrap_text
 from orchestrator.errors import UserError
 from orchestrator.jobs import Job
 
@@ -25,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--diff", action="store_true",
                         help="compare with what `orch build` last wrote here: new, removed and changed jobs, and "
                              "running jobs whose script changed under them (with --show NAME: the job's diff)")
+    parser.add_argument("--wide", action="store_true", help="every column, whatever the terminal's width")
     parser.add_argument("--by", metavar="KEY[,KEY]", action="append", default=[],
                         help="GPU-hour subtotals by these parameters, crossed (repeatable; default: each swept "
                              "top-level key)")
@@ -94,16 +96,20 @@ def _compute_cell(estimate: JobEstimate) -> str:
     return f"{estimate.compute_hours:.1f}" if estimate.compute_hours is not None else "-"
 
 
-def format_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [len(title) for title in header]
-    for row in rows:
-        for column, cell in enumerate(row):
-            if len(cell) > widths[column]:
-                widths[column] = len(cell)
-    line_format = "  ".join(f"{{:<{width}}}" for width in widths[:-1]) + "  {}"
-    lines = [line_format.format(*header)]
-    lines.extend(line_format.format(*row) for row in rows)
-    return "\n".join(lines) + "\n"
+# Which plan columns stay as the terminal narrows (lower first): the name and its cost always, then what
+# tells jobs apart, how they end and start, and last the paths `--show` and `--json` give anyway.
+_PLAN_PRIORITY = {"NAME": 0, "GPU-H": 0, "COMPUTE-H": 2, "TERMINATION": 3, "START CONDITION": 4, "WATCH": 5,
+                  "SCRIPT": 6, "OUTPUT": 7}
+_SHRINKING = ("START CONDITION", "TERMINATION", "WATCH", "SCRIPT", "OUTPUT")
+
+
+def format_table(header: list[str], rows: list[list[str]], width: int = WIDE) -> str:
+    columns = [Column(title, [row[index] for row in rows], priority=_PLAN_PRIORITY.get(title, 1),
+                      wraps=title == "NAME", shrinks=title in _SHRINKING, min_width=20)
+               for index, title in enumerate(header)]
+    fitted = fit_columns(columns, width, gap=2)
+    note = left_out_note(fitted, "`orch plan --wide` or --json shows them")
+    return "\n".join(plain_table(fitted)) + "\n" + (wrap_text(note, width) + "\n" if note else "")
 
 
 def _check_templates(jobs: Sequence[Job]) -> None:
@@ -170,9 +176,10 @@ def run_plan(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     header, rows = table_rows(jobs, estimates)
-    sys.stdout.write(format_table(header, rows))
+    width = output_width(args.wide)
+    sys.stdout.write(format_table(header, rows, width))
     sys.stdout.write(f"{len(jobs)} jobs\n")
-    sys.stdout.write(cost_summary(args, jobs, estimates))
+    sys.stdout.write(wrap_text(cost_summary(args, jobs, estimates), width))
     return 0
 
 

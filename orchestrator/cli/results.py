@@ -41,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--params", metavar="KEY,KEY", type=lambda text: [k for k in text.split(",") if k],
         help="parameter columns shown on the console (default: every parameter that varies; the CSV has all)",
     )
+    parser.add_argument("--wide", action="store_true", help="every column on the console, whatever its width")
     parser.add_argument(
         "--max-rows", type=int, default=DEFAULT_MAX_ROWS,
         help="rows shown on the console; the CSV has all (default: %(default)s)",
@@ -56,28 +57,45 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def _print_table(table: ResultTable, max_rows: int, params: list[str] | None) -> None:
-    from orchestrator.campaign.results import FIXED_COLUMNS
+def _print_table(table: ResultTable, max_rows: int, params: list[str] | None, width: int) -> None:
+    """The console table, fitted to `width`: the parameters that tell runs apart, the iteration and the losses
+    stay; tokens and the other metrics join while they fit (the CSV has every column)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    # Console columns: parameters, iteration/tokens/loss, and the main metrics (stderr columns only in the CSV).
+    from orchestrator.campaign.results import FIXED_COLUMNS
+    from orchestrator.cli.layout import Column, fit_columns, wrap_name, wrap_text
+
     metrics = [column for column in table.metric_columns if "stderr" not in column]
     metrics = sorted(metrics, key=lambda column: "loss" not in column)[:8]  # losses first, else in file order
     shown_params = [key for key in params if key in table.param_columns] if params else table.param_columns
     logged = [column for column in FIXED_COLUMNS[2:] if any(row.get(column) is not None for row in table.rows)]
-    columns = [*shown_params, "iteration", "tokens", *logged, *metrics]
-    view = Table(show_lines=False, header_style="bold")
-    for column in columns:
-        view.add_column(column, overflow="fold")
-    for row in table.rows[:max_rows]:
-        view.add_row(*(_cell(row.get(column)) for column in columns))
-    import shutil
+    rows = table.rows[:max_rows]
 
-    console = Console(width=shutil.get_terminal_size((200, 24)).columns)  # pipes and CI logs: wide, not 80
+    def priority(column: str) -> int:
+        if column == "iteration" or column in shown_params[:3] or ("loss" in column and column in (*logged, *metrics[:1])):
+            return 0
+        if column in shown_params or "loss" in column:
+            return 1
+        return 2 if column == "tokens" else 3
+
+    names = [*shown_params, "iteration", "tokens", *logged, *metrics]
+    fitted = fit_columns([Column(name, [_cell(row.get(name)) for row in rows], priority(name),
+                                 wraps=name in shown_params) for name in names], width - 1, gap=3)
+    view = Table(show_lines=False, header_style="bold")
+    for column, size in zip(fitted.columns, fitted.widths):
+        view.add_column(column.header, width=size, overflow="fold")
+    for index in range(len(rows)):
+        view.add_row(*(Text("\n".join(wrap_name(column.cells[index], size)) if column.wraps else column.cells[index])
+                       for column, size in zip(fitted.columns, fitted.widths)))
+    console = Console(width=width)
     console.print(view)
-    if len(table.rows) > max_rows:
-        console.print(f"({len(table.rows) - max_rows} more rows in the CSV)")
+    notes = ([f"({len(table.rows) - max_rows} more rows in the CSV)"] if len(table.rows) > max_rows else []) + (
+        [f"({len(fitted.left_out)} column(s) left out at this width: {', '.join(fitted.left_out)}; the CSV has them, "
+         "--wide shows them)"] if fitted.left_out else [])
+    for note in notes:
+        print(wrap_text(note, width))
 
 
 def add_fit_roles(table: ResultTable, jobs, keys) -> None:
@@ -107,7 +125,9 @@ def run_results(args: argparse.Namespace) -> int:
     csv_path = args.csv or f"{Path(args.config).stem}_results.csv"
     write_csv(table, csv_path)
     if table.rows:
-        _print_table(table, args.max_rows, args.params)
+        from orchestrator.cli.layout import output_width
+
+        _print_table(table, args.max_rows, args.params, output_width(args.wide))
     print(f"{len(table.rows)} result row(s) written to {csv_path}")
     if args.plot:
         if args.plot_columns:

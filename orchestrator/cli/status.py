@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     view.add_argument("--watch", action="store_true", help="refresh in place until interrupted")
     parser.add_argument("--interval", type=float, default=5.0, metavar="SECS", help="--watch refresh period")
     parser.add_argument("--budget", type=float, metavar="GPU_HOURS", help="show spending against this budget")
+    parser.add_argument("--wide", action="store_true", help="every column, whatever the terminal's width")
     parser.set_defaults(handler=handle_status)
 
 
@@ -136,33 +137,45 @@ def summary_line(total: dict[str, Any], budget: float | None) -> str:
     return line
 
 
-def status_table(title: str, rows: list[dict[str, Any]], width: int):
-    """The table, fitted to `width` columns: the id is never dropped; names wrap, the output line is cut.
-
-    The widths are computed here: rich's own shrinking can take a wrappable column down to nothing.
-    """
+def status_table(title: str, rows: list[dict[str, Any]], width: int, left_out: list[str] | None = None):
+    """The table, fitted to `width` columns: name, state and id always; names wrap at word parts, never
+    mid-word; the last output line is cut; tries, runtime and GPU-h stay while they fit (the headers of those
+    that do not are appended to `left_out`). The widths are computed here, not by rich's shrinking."""
     from rich.table import Table
     from rich.text import Text
 
-    fixed = {"state": max(7, *(len(r["state"]) for r in rows)) if rows else 7,
-             "id": max(2, *(len(r["scheduler_id"] or "-") for r in rows)) if rows else 2,
-             "tries": 5, "runtime": 7, "GPU-h": 7}
-    borders = 3 * (len(fixed) + 2) + 1  # a rule and two spaces of padding per column, one closing rule
-    room = max(0, width - borders - sum(fixed.values()))
-    longest = max((len(r["name"]) for r in rows), default=4)
-    name_width = max(4, min(longest, max(12, room * 3 // 5)))
+    from orchestrator.cli.layout import Column, fit_columns, wrap_name
+
+    cells = {
+        "name": [r["name"] for r in rows],
+        "state": [r["state"] for r in rows],
+        "id": [r["scheduler_id"] or "-" for r in rows],
+        "tries": [str(r["attempts"]) for r in rows],
+        "runtime": [format_runtime(r["runtime_secs"]) for r in rows],
+        "GPU-h": [format_gpu_hours(r["gpu_hours_spent"]) for r in rows],
+        "last output line": [r["last_line"][-200:] for r in rows],
+    }
+    priority = {"name": 0, "state": 0, "id": 0, "last output line": 1, "tries": 2, "runtime": 3, "GPU-h": 4}
+    columns = [Column(header, values, priority[header], wraps=header == "name", shrinks=header == "last output line",
+                      min_width=16) for header, values in cells.items()]
+    fitted = fit_columns(columns, width - 1, gap=3)  # "│ " + " " around each cell, one closing rule
+    if left_out is not None:
+        left_out.extend(fitted.left_out)
     table = Table(title=title, title_justify="left")
-    table.add_column("name", overflow="fold", width=name_width)
-    for column, size in fixed.items():
-        table.add_column(column, no_wrap=True, width=size, justify="right" if column in ("tries", "GPU-h") else "left")
-    table.add_column("last output line", no_wrap=True, overflow="ellipsis", width=max(1, room - name_width))
+    for column, size in zip(fitted.columns, fitted.widths):
+        table.add_column(column.header, width=size, no_wrap=True, overflow="ellipsis",
+                         justify="right" if column.header in ("tries", "GPU-h") else "left")
     colours = {"done": "green", "failed": "red", "abandoned": "yellow", "cancelled": "magenta", "running": "cyan"}
-    for row in rows:
-        state = row["state"]
-        # Job names and log lines are text, never markup: `[after training is done]` must show as it is.
-        table.add_row(Text(row["name"]), Text(state, style=colours.get(state, "")), Text(row["scheduler_id"] or "-"),
-                      str(row["attempts"]), format_runtime(row["runtime_secs"]), format_gpu_hours(row["gpu_hours_spent"]),
-                      Text(row["last_line"][-200:]))
+    for index in range(len(rows)):
+        shown = []
+        for column, size in zip(fitted.columns, fitted.widths):
+            value = column.cells[index]
+            # Job names and log lines are text, never markup: `[after training is done]` must show as it is.
+            if column.header == "name":
+                shown.append(Text("\n".join(wrap_name(value, size))))
+            else:
+                shown.append(Text(value, style=colours.get(value, "") if column.header == "state" else ""))
+        table.add_row(*shown)
     return table
 
 
@@ -210,14 +223,45 @@ def monitor_line(directory, monitor_job: str = "", generation: str = "") -> str:
     return "; no monitor running"
 
 
-def _render(args: argparse.Namespace, rows: list[dict[str, Any]], where: str, width: int):
+def _render(args: argparse.Namespace, rows: list[dict[str, Any]], where: str, width: int, shown: int | None = None,
+            attention_limit: int = 10):
+    """The table of the first `shown` rows (all by default), then the totals and attention lines of all rows."""
     from rich.console import Group
     from rich.text import Text
 
     title = f"{args.config}: {len(rows)} jobs{where}"
     total = totals(rows)
-    return Group(status_table(title, rows, width), Text(summary_line(total, args.budget)),
-                 *[Text(line) for line in attention_lines(rows)])
+    visible = rows if shown is None else rows[:shown]
+    left_out: list[str] = []
+    table = status_table(title, visible, width, left_out)
+    notes = []
+    if len(visible) < len(rows):
+        notes.append(f"... {len(rows) - len(visible)} more job(s) below this terminal's height (`orch status` lists all)")
+    if left_out:
+        notes.append(f"({', '.join(left_out)} left out at this width: --wide or --json shows them)")
+    return Group(table, *[Text(note) for note in notes], Text(summary_line(total, args.budget)),
+                 *[Text(line) for line in attention_lines(rows, attention_limit)])
+
+
+_WATCH_ORDER = {"running": 0, "queued": 1, "failed": 2, "abandoned": 3, "waiting": 4, "cancelled": 5, "done": 6}
+
+
+def _render_to_fit(console, args: argparse.Namespace, rows: list[dict[str, Any]], where: str, width: int):
+    """For --watch: as many rows as the terminal's height holds (those needing attention, then running, queued,
+    ... done last), and always the totals and the attention lines, which a taller table would push off screen."""
+    ordered = sorted(rows, key=lambda r: (not r["needs_attention"], _WATCH_ORDER.get(r["state"], 7)))
+    height = console.size.height
+    limit = max(1, min(10, height // 4))
+    options = console.options.update(width=width)
+
+    def fits(count: int) -> bool:
+        return len(console.render_lines(_render(args, ordered, where, width, count, limit), options, pad=False)) < height
+
+    low, high = 0, len(ordered)  # the largest count that fits, by bisection (each try renders the table)
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return _render(args, ordered, where, width, low, limit)
 
 
 def handle_status(args: argparse.Namespace) -> int:
@@ -231,18 +275,24 @@ def handle_status(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console
 
+    from orchestrator.cli.layout import output_width
+
     console = Console()
+    width = console.width if not args.wide else output_width(wide=True)
+    if args.wide:
+        console = Console(width=width)
     if not args.watch:
-        console.print(_render(args, rows, where, console.width))
+        console.print(_render(args, rows, where, width))
         return 0
     from rich.live import Live
 
-    with Live(_render(args, rows, where, console.width), console=console, auto_refresh=False, screen=False) as live:
+    with Live(_render_to_fit(console, args, rows, where, width), console=console, auto_refresh=False,
+              screen=False) as live:
         try:
             while True:
                 time.sleep(max(0.2, args.interval))
                 rows, where = _collect(jobs, directory)
-                live.update(_render(args, rows, where, console.width), refresh=True)
+                live.update(_render_to_fit(console, args, rows, where, width), refresh=True)
         except KeyboardInterrupt:
             return 0
 
