@@ -127,7 +127,7 @@ def test_plan_prints_per_job_figures_total_and_subtotals(campaign: Path, capsys:
 
 def test_plan_json_carries_the_estimate(campaign: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "c.yaml", "--json", "size=large", "MODE=eval"]) == 0
-    jobs = json.loads(capsys.readouterr().out)
+    jobs = json.loads(capsys.readouterr().out)["jobs"]
     assert [j["orch_estimate"] for j in jobs] == [
         {"nodes": 4, "gpus": 16, "hours": 1.0, "gpu_hours": 16.0, "unbounded": False, "compute_gpu_hours": None}] * 2
 

@@ -92,7 +92,9 @@ def test_plan_table_and_json(campaign: Path) -> None:
     lines = table.stdout.splitlines()
     assert lines[0].split()[:2] == ["NAME", "MODE"] and lines[-2:] == ["4 jobs", "GPU-hours: none (no job asks for GPUs)"]
     assert "output ~ /after training is done/" in lines[1]
-    payload = json.loads(orch("plan", "c.yaml", "--json", cwd=campaign).stdout)
+    document = json.loads(orch("plan", "c.yaml", "--json", cwd=campaign).stdout)
+    assert document["version"] == 1
+    payload = document["jobs"]
     assert [p["name"] for p in payload][:2] == ["10M_lr5e-03_train", "10M_lr5e-03_eval"]
     assert payload[0]["wd"] == pytest.approx(0.02) and payload[0]["layers"] == 2
     assert files_under(campaign) == {"c.yaml", *(f"templates/{m}.{e}" for m in ("train", "eval") for e in ("sbatch", "j2"))}
@@ -105,7 +107,7 @@ def test_plan_shows_the_progress_and_failure_rules(campaign: Path) -> None:
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0].split()[-1] == "WATCH"
     assert "progress ~ /iteration\\s+(\\d+)/; fail ~ /lm loss" in table.stdout.splitlines()[1]  # cut to fit
-    payload = json.loads(orch("plan", "c.yaml", "--json", cwd=campaign).stdout)
+    payload = json.loads(orch("plan", "c.yaml", "--json", cwd=campaign).stdout)["jobs"]
     assert payload[0]["fail_regex"] == "lm loss: nan"
 
 

@@ -7,6 +7,8 @@ give every job name this test's unique prefix, so other tests on the shared clus
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,7 @@ from orchestrator.campaign.results import collect_results
 from orchestrator.config import load_jobs
 
 CONFIG = "configs/quickstart.yaml"
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -55,3 +58,18 @@ def test_quickstart_campaign_on_slurm(slurm_cluster, slurm_job_prefix, tmp_path,
     assert fitted.returncode == 0, fitted.stderr
     payload = json.loads(fitted.stdout)
     assert payload["n_points"] == 12 and payload["E"] > 0
+    # The figures README.md and docs/analysis.md quote are this run's (tinylm is seeded: Slurm or local, the same
+    # losses; BLAS may round differently, hence the tolerance).
+    documented = documented_fit()
+    assert f"to the {payload['n_points']} annealed run ends" in (REPO / "README.md").read_text().replace("\n", " ")
+    for name, value in documented.items():
+        assert payload[name] == pytest.approx(value, rel=2e-3), (name, payload[name], value)
+
+
+def documented_fit() -> dict[str, float]:
+    """The law's parameters as docs/analysis.md's "The quickstart's own fit" prints them."""
+    section = (REPO / "docs" / "analysis.md").read_text().split("### The quickstart's own fit")[1]
+    block = section.split("```")[1]
+    values = dict(re.findall(r"^\s+(E|A|B|alpha|beta)\s+([0-9.e+-]+)", block, re.MULTILINE))
+    assert set(values) == {"E", "A", "B", "alpha", "beta"}, block
+    return {name: float(value) for name, value in values.items()}

@@ -23,6 +23,9 @@ from orchestrator.cli.common import (
 from orchestrator.errors import UserError
 
 
+FIT_JSON_VERSION = 1  # docs/json.md
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("fit", help="fit the scaling law L(N, D) to a campaign's results or a CSV; "
                                               "compute-optimal N, D")
@@ -123,6 +126,7 @@ def run_fit(args: argparse.Namespace) -> int:
         print(f"orch fit: warning: {note}", file=sys.stderr)
     if args.json:
         payload: dict[str, Any] = {
+            "version": FIT_JSON_VERSION,
             **fit.law.as_dict(),
             "ci": {name: list(bounds) for name, bounds in fit.intervals.items()},
             "optimal": [{"flops": c, "params": n, "tokens": d, "loss": loss}

@@ -19,6 +19,9 @@ UNDERSCORE_FLAGS: frozenset[str] = frozenset({"lr_constant_plus_cooldown", "lr_c
 CHECK_FLAGGED_EXIT = 1
 
 
+LR_SCHEDULE_JSON_VERSION = 1  # docs/json.md
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("lr", help="LR schedules, campaign LR checks and LR-finder analysis")
     commands = parser.add_subparsers(dest="lr_command", metavar="{schedule,check,finder}")
@@ -110,7 +113,8 @@ def run_schedule(args: argparse.Namespace) -> int:
         if args.csv:
             sys.stdout.write("\n".join(["step,lr"] + [f"{step},{lr!r}" for step, lr in points]) + "\n")
         if args.json:
-            document = {"framework": args.framework, "flags": params, "warmup_end": module.warmup_end(**params),
+            document = {"version": LR_SCHEDULE_JSON_VERSION, "framework": args.framework, "flags": params,
+                        "warmup_end": module.warmup_end(**params),
                         "horizon": horizon, "points": [[step, lr] for step, lr in points]}
             sys.stdout.write(json.dumps(document) + "\n")
     if args.plot:

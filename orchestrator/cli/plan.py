@@ -170,8 +170,13 @@ def run_plan(args: argparse.Namespace) -> int:
     _check_templates(jobs)
     estimates = estimates_with_compute(jobs)
     if args.json:
-        payload = [{**{key: _jsonable(value) for key, value in job.params.items()},
-                    ESTIMATE_JSON_KEY: _estimate_json(estimates[job.name])} for job in jobs]
+        from orchestrator.config import option_names
+
+        options = option_names(args.config)
+        payload = {"version": PLAN_JSON_VERSION, "jobs": [
+            {**{key: _jsonable(value) for key, value in job.params.items()
+                if not (key in options and isinstance(value, str) and value in job.params)},
+             ESTIMATE_JSON_KEY: _estimate_json(estimates[job.name])} for job in jobs]}
         json.dump(payload, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
@@ -184,6 +189,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 ESTIMATE_JSON_KEY = "orch_estimate"
+PLAN_JSON_VERSION = 1  # docs/json.md: what each version holds
 
 
 def _estimate_json(estimate: JobEstimate) -> dict[str, Any]:

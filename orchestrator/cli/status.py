@@ -22,6 +22,9 @@ TAIL_BYTES = 4096
 LONG_WAIT_CHECKS = 10  # a start condition refused this often: "waiting longer than usual"
 
 
+STATUS_JSON_VERSION = 1  # docs/json.md
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("status", help="each job's state, scheduler id, attempts, GPU-hours and last output")
     add_job_selection_arguments(parser)
@@ -271,7 +274,7 @@ def handle_status(args: argparse.Namespace) -> int:
     directory = campaign_state_dir(args.config, jobs)
     rows, where = _collect(jobs, directory)
     if args.json:
-        print(json.dumps({"jobs": rows, "totals": totals(rows)}, indent=2))
+        print(json.dumps({"version": STATUS_JSON_VERSION, "jobs": rows, "totals": totals(rows)}, indent=2))
         return 0
     from rich.console import Console
 

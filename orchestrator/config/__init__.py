@@ -106,3 +106,23 @@ def load_jobs(
     config = apply_fixes(config, fixes, typed_fixes)
     jobs = expand_config(config, source=str(config_path), text=text)
     return select_jobs(jobs, parse_filters(filters))
+
+
+def option_names(config_path: str | Path) -> frozenset[str]:
+    """The names of the config's named options (`PHASE: [- pretrain: {...}]`: `pretrain`). AutoExperiment's
+    expansion leaves each behind as a key naming the option's next key (`pretrain: TRAIN_START`), which
+    templates may read but a reader of `orch plan --json` should not have to."""
+    config, _ = load_config_file(config_path)
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            if node and all(isinstance(item, dict) and len(item) == 1 for item in node):
+                names.update(str(next(iter(item))) for item in node)
+            for item in node:
+                walk(item)
+    walk(config)
+    return frozenset(names)
