@@ -146,7 +146,7 @@ def test_cli_json_has_exactly_the_documented_keys(tmp_path: Path) -> None:
                   cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
-    assert set(payload) == {"E", "A", "B", "alpha", "beta", "ci", "optimal", "n_points"}
+    assert set(payload) == {"version", "E", "A", "B", "alpha", "beta", "ci", "optimal", "n_points"} and payload["version"] == 1
     assert payload["n_points"] == 36  # the row without values is skipped
     assert set(payload["ci"]) == {"E", "A", "B", "alpha", "beta"} and all(len(v) == 2 for v in payload["ci"].values())
     assert [o["flops"] for o in payload["optimal"]] == [1e21, 1e22]

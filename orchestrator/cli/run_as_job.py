@@ -84,12 +84,16 @@ def submit_monitor_job(args: argparse.Namespace, directory: Path, scheduler) -> 
     """The login node's part: write the generation's script and submit the first one, unless the chain runs."""
     from orchestrator.cli.common import rerun_words
     from orchestrator.monitor.slurm_job import render_script, write_script
-    from orchestrator.state.lease import LEASE_NAME, DEFAULT_TTL_SECS, Identity, read_holder, stale_reason
+    from orchestrator.scheduler.base import SchedulerUnavailable, SubmitError
+    from orchestrator.state.lease import DEFAULT_TTL_SECS, LEASE_NAME, Identity, read_holder, stale_reason
 
     if scheduler.name != "slurm":
         raise UserError("--as-slurm-job needs Slurm (sbatch on PATH, or --scheduler slurm)")
     chain = _chain(directory, scheduler)
-    members = chain.members()
+    try:
+        members = chain.members()
+    except SchedulerUnavailable as error:
+        raise UserError(f"Slurm does not answer, nothing submitted: {str(error).splitlines()[0][:300]}") from None
     if members:
         listed = ", ".join(f"{o.scheduler_id} ({o.state.value.lower()})" for o in members)
         print(f"orch: this campaign's monitor job {chain.name} is already in the queue: {listed}; nothing submitted "
@@ -106,11 +110,9 @@ def submit_monitor_job(args: argparse.Namespace, directory: Path, scheduler) -> 
     text = render_script(chain.name, directory, os.getcwd(), words, args.monitor_time, args.monitor_partition,
                          args.monitor_sbatch_arg)
     write_script(directory, text)
-    from orchestrator.scheduler.base import SubmitError
-
     try:
         job_id = chain.submit(fresh=True)
-    except SubmitError as error:
+    except (SubmitError, SchedulerUnavailable) as error:
         raise UserError(f"the monitor job was not accepted: {str(error).splitlines()[0][:300]}") from None
     print(f"orch: submitted the campaign's monitor as Slurm job {job_id} ({chain.name}, {args.monitor_time} per "
           f"generation); `orch status {args.config}` shows where it runs; its output: "

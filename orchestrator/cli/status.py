@@ -164,7 +164,7 @@ def status_table(title: str, rows: list[dict[str, Any]], width: int, left_out: l
     fitted = fit_columns(columns, width - 1, gap=3)  # "│ " + " " around each cell, one closing rule
     if left_out is not None:
         left_out.extend(fitted.left_out)
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title or None, title_justify="left")
     for column, size in zip(fitted.columns, fitted.widths):
         table.add_column(column.header, width=size, no_wrap=True, overflow="ellipsis",
                          justify="right" if column.header in ("tries", "GPU-h") else "left")
@@ -236,13 +236,13 @@ def _render(args: argparse.Namespace, rows: list[dict[str, Any]], where: str, wi
     total = totals(rows)
     visible = rows if shown is None else rows[:shown]
     left_out: list[str] = []
-    table = status_table(title, visible, width, left_out)
+    table = status_table("", visible, width, left_out)  # the title above it: a table wraps its own to its width
     notes = []
     if len(visible) < len(rows):
         notes.append(f"... {len(rows) - len(visible)} more job(s) below this terminal's height (`orch status` lists all)")
     if left_out:
         notes.append(f"({', '.join(left_out)} left out at this width: --wide or --json shows them)")
-    return Group(table, *[Text(note) for note in notes], Text(summary_line(total, args.budget)),
+    return Group(Text(title), table, *[Text(note) for note in notes], Text(summary_line(total, args.budget)),
                  *[Text(line) for line in attention_lines(rows, attention_limit)])
 
 
@@ -280,10 +280,8 @@ def handle_status(args: argparse.Namespace) -> int:
 
     from orchestrator.cli.layout import output_width
 
-    console = Console()
-    width = console.width if not args.wide else output_width(wide=True)
-    if args.wide:
-        console = Console(width=width)
+    width = output_width(args.wide)  # a terminal's width; unlimited for a pipe or a file without COLUMNS
+    console = Console(width=width)
     if not args.watch:
         console.print(_render(args, rows, where, width))
         return 0
