@@ -236,3 +236,13 @@ def test_results_fit_the_terminal_and_keep_the_losses(campaign: Path, width: int
         assert "left out at this width" in result.stdout and "eval/parameters" in result.stdout
     else:
         assert "left out" not in result.stdout and "eval/parameters" in header
+
+
+def test_fit_says_when_it_keeps_unannealed_ends(campaign: Path) -> None:
+    for source in ("c.yaml", "c_results.csv"):
+        if source.endswith(".csv"):
+            assert orch("results", "c.yaml", cwd=campaign).returncode == 0
+        kept = orch("fit", source, "--bootstrap", "0", "--keep-unannealed", cwd=campaign).stdout
+        assert "one per finished run end, annealed or not (--keep-unannealed)" in kept, source
+        assert "annealed run end" not in orch("fit", source, "--bootstrap", "0", "--points", "all",
+                                                cwd=campaign).stdout.split("\n")[1]

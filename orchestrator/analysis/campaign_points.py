@@ -61,10 +61,13 @@ class CampaignPoints:
     """Points dropped because a run with the same size and tokens reached a lower loss."""
     which: str = "ends"
     loss_col: str = ""
+    keep_unannealed: bool = False
 
     def describe(self) -> list[str]:
         """Lines saying where the points came from and what was left out (one line for all un-annealed ends)."""
-        kind = "every evaluated checkpoint" if self.which == "all" else "one per finished, annealed run end"
+        kind = ("every evaluated checkpoint" if self.which == "all" else
+                "one per finished run end, annealed or not (--keep-unannealed)" if self.keep_unannealed else
+                "one per finished, annealed run end")
         lines = [f"points: {kind}, L from {self.loss_col}, N from {self.params_source}"
                  + (f"; {self.merged} dropped for a lower loss at the same size and tokens" if self.merged else "")]
         unannealed = [reason for reason in self.left_out if reason.endswith(NOT_ANNEALED)]
@@ -192,4 +195,5 @@ def campaign_points(jobs: Sequence[Job], keys: ResultKeys = ResultKeys(), params
     points = Points([c[0] for c in candidates], [c[1] for c in candidates], [c[2] for c in candidates],
                     lines=list(range(1, len(candidates) + 1)), skipped=0)
     source = f"job parameter {key}" if key else f"the evaluator's '{PARAMS_RESULT}' result"
-    return CampaignPoints(points, [c[3] for c in candidates], left_out, source, merged, which, loss_col)
+    return CampaignPoints(points, [c[3] for c in candidates], left_out, source, merged, which, loss_col,
+                          keep_unannealed)

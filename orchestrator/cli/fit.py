@@ -97,7 +97,9 @@ def select_csv_points(points, args: argparse.Namespace, about: list[str]):
     if not args.every_run:
         kept, merged = lowest_per_size_and_tokens(kept)
     kept.sort()
-    kind = "every checkpoint of a finished run" if args.points == "all" else "one per finished, annealed run end"
+    kind = ("every checkpoint of a finished run" if args.points == "all" else
+            "one per finished run end, annealed or not (--keep-unannealed)" if args.keep_unannealed else
+            "one per finished, annealed run end")
     unannealed = sum(role == END_NOT_ANNEALED for role in points.roles)
     about.insert(0, f"points: {kind}, by the CSV's `fit` column: {len(kept)} of {len(points.roles)} rows"
                  + (f"; {merged} dropped for a lower loss at the same size and tokens" if merged else "")
