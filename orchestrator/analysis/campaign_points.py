@@ -19,7 +19,7 @@ architecture keys with `expr(model_params(...))`), else from the evaluator's `pa
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,14 @@ def unannealed(run_name: str, params: dict[str, Any], iteration: int) -> str | N
     return None
 
 
+def points_kind(which: str, keep_unannealed: bool) -> str:
+    """What the fit's points are, in words (for a campaign and for a results CSV alike)."""
+    if which == "all":
+        return "every evaluated checkpoint"
+    return ("one per finished run end, annealed or not (--keep-unannealed)" if keep_unannealed
+            else "one per finished, annealed run end")
+
+
 @dataclass
 class CampaignPoints:
     points: Points
@@ -65,10 +73,7 @@ class CampaignPoints:
 
     def describe(self) -> list[str]:
         """Lines saying where the points came from and what was left out (one line for all un-annealed ends)."""
-        kind = ("every evaluated checkpoint" if self.which == "all" else
-                "one per finished run end, annealed or not (--keep-unannealed)" if self.keep_unannealed else
-                "one per finished, annealed run end")
-        lines = [f"points: {kind}, L from {self.loss_col}, N from {self.params_source}"
+        lines = [f"points: {points_kind(self.which, self.keep_unannealed)}, L from {self.loss_col}, N from {self.params_source}"
                  + (f"; {self.merged} dropped for a lower loss at the same size and tokens" if self.merged else "")]
         unannealed = [reason for reason in self.left_out if reason.endswith(NOT_ANNEALED)]
         lines += [f"left out: {reason}" for reason in self.left_out if reason not in unannealed]
@@ -111,11 +116,14 @@ class RunVerdict:
         return END_NOT_ANNEALED if self.not_annealed else END
 
 
-def judge_runs(jobs: Sequence[Job], keys: ResultKeys = ResultKeys(),
-               loss_col: str | None = None) -> tuple[list[RunVerdict], str]:
-    """Every run of the campaign judged for a fit, and the loss column used."""
+def judge_runs(jobs: Sequence[Job], keys: ResultKeys = ResultKeys(), loss_col: str | None = None,
+               rows_by_run: Mapping[str, Sequence[dict[str, Any]]] | None = None) -> tuple[list[RunVerdict], str]:
+    """Every run of the campaign judged for a fit, and the loss column used. `rows_by_run` ({run folder: its
+    rows}, as `campaign.results.collect_results` read them) saves reading every run's logs again."""
     runs = sorted(group_runs(jobs, keys.run_dir), key=lambda r: str(r.run_dir))
-    rows_of = {run.run_dir: [row for row in run_rows(run, keys) if row.get("tokens")] for run in runs}
+    read = (lambda run: rows_by_run.get(str(run.run_dir), ())) if rows_by_run is not None else \
+        (lambda run: run_rows(run, keys))
+    rows_of = {run.run_dir: [row for row in read(run) if row.get("tokens")] for run in runs}
     loss_col = loss_col or default_loss_column([row for rows in rows_of.values() for row in rows])
     verdicts = []
     for run in runs:
@@ -150,9 +158,13 @@ def keeps(role: str, which: str, keep_unannealed: bool) -> bool:
     return role == END or (keep_unannealed and role == END_NOT_ANNEALED)
 
 
-def lowest_per_size_and_tokens(candidates: list[tuple[float, float, float, str]]) -> tuple[list[tuple[float, float, float, str]], int]:
+Candidate = tuple[float, float, float, Any]
+"""(N, D, L, what the point is: a label or a CSV line)."""
+
+
+def lowest_per_size_and_tokens(candidates: list[Candidate]) -> tuple[list[Candidate], int]:
     """The lowest loss per (N, D) (a learning-rate sweep keeps its best run), and how many were dropped."""
-    best: dict[tuple[float, float], tuple[float, float, float, str]] = {}
+    best: dict[tuple[float, float], Candidate] = {}
     for candidate in candidates:
         slot = (candidate[0], candidate[1])
         if slot not in best or candidate[2] < best[slot][2]:
@@ -168,7 +180,7 @@ def campaign_points(jobs: Sequence[Job], keys: ResultKeys = ResultKeys(), params
     if params_key and not any(params_key in run.params for run in runs):
         raise UserError(f"--params-key {params_key}: no job has that parameter")
     verdicts, loss_col = judge_runs(jobs, keys, loss_col)
-    candidates: list[tuple[float, float, float, str]] = []
+    candidates: list[Candidate] = []
     left_out: list[str] = []
     for verdict in verdicts:
         run = verdict.run

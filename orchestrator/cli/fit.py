@@ -87,27 +87,25 @@ def load_points(args: argparse.Namespace):
 
 def select_csv_points(points, args: argparse.Namespace, about: list[str]):
     """A results CSV's points chosen by its `fit` column with the rule `orch fit CONFIG` uses."""
-    from orchestrator.analysis.campaign_points import END_NOT_ANNEALED, keeps, lowest_per_size_and_tokens
+    from orchestrator.analysis.campaign_points import END_NOT_ANNEALED, keeps, lowest_per_size_and_tokens, points_kind
     from orchestrator.analysis.points import Points
 
-    kept = [(n, d, loss, f"{args.config} line {line}") for n, d, loss, line, role
+    kept = [(n, d, loss, line) for n, d, loss, line, role
             in zip(points.params, points.tokens, points.loss, points.lines, points.roles)
             if keeps(role, args.points, args.keep_unannealed)]
     merged = 0
     if not args.every_run:
         kept, merged = lowest_per_size_and_tokens(kept)
     kept.sort()
-    kind = ("every checkpoint of a finished run" if args.points == "all" else
-            "one per finished run end, annealed or not (--keep-unannealed)" if args.keep_unannealed else
-            "one per finished, annealed run end")
     unannealed = sum(role == END_NOT_ANNEALED for role in points.roles)
-    about.insert(0, f"points: {kind}, by the CSV's `fit` column: {len(kept)} of {len(points.roles)} rows"
+    about.insert(0, f"points: {points_kind(args.points, args.keep_unannealed)}, by the CSV's `fit` column: "
+                 f"{len(kept)} of {len(points.roles)} rows"
                  + (f"; {merged} dropped for a lower loss at the same size and tokens" if merged else "")
                  + (f"; {unannealed} run ends not annealed left out (--keep-unannealed keeps them)"
                     if unannealed and args.points == "ends" and not args.keep_unannealed else ""))
-    chosen = Points([k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept],
-                    [int(k[3].rsplit(" ", 1)[1]) for k in kept], points.skipped)
-    return chosen, [k[3] for k in kept], about
+    chosen = Points([k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept], [k[3] for k in kept],
+                    points.skipped)
+    return chosen, [f"{args.config} line {k[3]}" for k in kept], about
 
 
 def run_fit(args: argparse.Namespace) -> int:

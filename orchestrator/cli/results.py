@@ -104,7 +104,10 @@ def add_fit_roles(table: ResultTable, jobs, keys) -> None:
     from orchestrator.analysis.campaign_points import FIT_COLUMN, judge_runs
     from orchestrator.campaign.results import RUN_COLUMN
 
-    verdicts, _ = judge_runs(jobs, keys)
+    rows_by_run: dict[str, list[dict]] = {}
+    for row in table.rows:  # the rows already read: each run's logs and results are read once
+        rows_by_run.setdefault(row[RUN_COLUMN], []).append(row)
+    verdicts, _ = judge_runs(jobs, keys, rows_by_run=rows_by_run)
     roles = {(str(v.run.run_dir), row["iteration"]): v.role(index) for v in verdicts for index, row in enumerate(v.rows)}
     for row in table.rows:
         row[FIT_COLUMN] = roles.get((row[RUN_COLUMN], row["iteration"]), "")
