@@ -53,7 +53,7 @@ test-unit: install
 	$(PY) -m pytest -q -p no:cacheprovider -m 'not slurm'
 
 bench: install
-	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

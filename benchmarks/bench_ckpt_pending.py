@@ -13,10 +13,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from orchestrator.campaign import checkpoints
+from timing import best_of
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO / "tests" / "fixtures" / "checkpoints" / "zero1_whole" / "checkpoints" / "global_step2"
@@ -35,15 +35,6 @@ def build(root: Path) -> Path:
             (folder / f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt").write_bytes(shard)
     (run / "checkpoints" / "latest").write_text(f"global_step{SAVES * 100}")
     return run
-
-
-def best_of(runs: int, function) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def main() -> None:

@@ -8,21 +8,12 @@ changed), and of a reader's open + read of every job, best of 5. Run: `.venv/bin
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 from orchestrator.state import StateStore
+from timing import best_of
 
 JOBS, ATTEMPTS, EVENTS = 1000, 5, 20
-
-
-def best(action, repeats: int = 5) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -43,15 +34,15 @@ def main() -> None:
             store.log_event(None, "tick", "one change")  # so the snapshot is not skipped
             store.write_snapshot()
 
-        written = best(snapshot)
-        skipped = best(store.write_snapshot)
+        written = best_of(5, snapshot)
+        skipped = best_of(5, store.write_snapshot)
 
         def read() -> None:
             reader = StateStore.open_existing(directory)
             reader.jobs()
             reader.close()
 
-        read_time = best(read)
+        read_time = best_of(5, read)
         store.close()
     print(f"store of {JOBS} jobs x {ATTEMPTS} attempts x {EVENTS} events: {size / 1e6:.1f} MB")
     print(f"snapshot written: {written * 1000:.1f} ms; skipped (no change): {skipped * 1e6:.0f} us")
