@@ -166,3 +166,15 @@ def test_job_ended_asks_the_real_queue(slurm_cluster, slurm_job_prefix):
     assert not ended(job_id)  # pending or running: its holder may be alive
     subprocess.run(["scancel", job_id], check=True, timeout=60)
     wait_for(lambda: ended(job_id), 30, what="the cancelled job to count as ended")
+
+
+@pytest.mark.slurm
+def test_the_chain_is_not_started_beside_a_live_monitor_elsewhere(slurm_cluster, slurm_job_prefix, tmp_path):
+    from orchestrator.state.lease import MonitorLease
+
+    write_campaign(tmp_path, STEPS.format(steps=1), prefix=slurm_job_prefix + "held")
+    assert run_orch(tmp_path, "build", "campaign.yaml").returncode == 0
+    MonitorLease.acquire(campaign_state(tmp_path), me=Identity("login9", 4242, "another-boot"))
+    refused = run_orch(tmp_path, "run", "campaign.yaml", "--as-slurm-job", "--yes")
+    assert refused.returncode == 2 and "another monitor holds this campaign: login9 pid 4242" in refused.stderr
+    assert not (campaign_state(tmp_path) / SCRIPT_NAME).exists()  # nothing written, nothing submitted

@@ -14,8 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.errors import UserError
+
+if TYPE_CHECKING:
+    from orchestrator.monitor.slurm_job import MonitorChain
 
 DEFAULT_MONITOR_TIME = "24:00:00"
 DEFAULT_HANDOVER_SECS = 300.0
@@ -85,7 +89,7 @@ def submit_monitor_job(args: argparse.Namespace, directory: Path, scheduler) -> 
     from orchestrator.cli.common import rerun_words
     from orchestrator.monitor.slurm_job import render_script, write_script
     from orchestrator.scheduler.base import SchedulerUnavailable, SubmitError
-    from orchestrator.state.lease import DEFAULT_TTL_SECS, LEASE_NAME, Identity, read_holder, stale_reason
+    from orchestrator.state.lease import refuse_if_held
 
     if scheduler.name != "slurm":
         raise UserError("--as-slurm-job needs Slurm (sbatch on PATH, or --scheduler slurm)")
@@ -99,11 +103,7 @@ def submit_monitor_job(args: argparse.Namespace, directory: Path, scheduler) -> 
         print(f"orch: this campaign's monitor job {chain.name} is already in the queue: {listed}; nothing submitted "
               f"(to change its options: `scancel --name={chain.name}`, then run this again)")
         return 0
-    holder = read_holder(directory / LEASE_NAME)
-    if holder is not None and not stale_reason(holder, Identity.here(), time.time(), DEFAULT_TTL_SECS,
-                                               job_ended_check()):
-        raise UserError(f"{directory.name}: another monitor holds this campaign: {holder.describe(time.time())}; "
-                        "stop it first (the monitor job would wait for it)")
+    refuse_if_held(directory, job_ended_check())  # a monitor elsewhere: the monitor job would wait for it
     words = rerun_words(args, "--in-slurm-job", "--yes", "--no-check", "--scheduler", "slurm",
                         "--monitor-time", args.monitor_time,
                         "--monitor-handover-secs", f"{args.monitor_handover_secs:g}", *_run_flags(args))
@@ -153,7 +153,7 @@ def acquire_in_job(directory: Path, limit_secs: float):
 class Generation:
     """One generation of the monitor job, once it holds the lease."""
 
-    chain: object
+    chain: MonitorChain
     own_id: str
     number: int
     fresh: bool

@@ -112,6 +112,20 @@ def stale_reason(holder: Holder, me: Identity, now: float, ttl: float,
     return ""
 
 
+def held_by(directory: Path, holder: Holder, now: float) -> UserError:
+    """The refusal when a live monitor holds the campaign: one line naming its host, pid and heartbeat age."""
+    return UserError(f"{directory.name}: another monitor holds this campaign: {holder.describe(now)}; "
+                     "stop it, or run `orch unlock CONFIG` if it is gone")
+
+
+def refuse_if_held(directory: Path, job_ended: Callable[[str], bool] | None = None,
+                   ttl: float = DEFAULT_TTL_SECS) -> None:
+    """Raise `held_by` when a live monitor holds the lease (for a command that must not start beside one)."""
+    holder, now = read_holder(Path(directory) / LEASE_NAME), time.time()
+    if holder is not None and not stale_reason(holder, Identity.here(), now, ttl, job_ended):
+        raise held_by(Path(directory), holder, now)
+
+
 class MonitorLease:
     def __init__(self, directory: Path, holder: Holder, ttl: float, clock: Callable[[], float]) -> None:
         self.directory = directory
@@ -142,8 +156,7 @@ class MonitorLease:
                 now = clock()
                 reason = stale_reason(current, me, now, ttl, job_ended)
                 if not reason:
-                    raise UserError(f"{directory.name}: another monitor holds this campaign: {current.describe(now)}; "
-                                    "stop it, or run `orch unlock CONFIG` if it is gone")
+                    raise held_by(directory, current, now)
                 if not _move_away(path, f"stale.{secrets.token_hex(4)}"):
                     continue  # someone else moved or renewed it: look again
                 took_over = f"{current.describe(now)}: {reason}"
