@@ -81,6 +81,63 @@ def test_a_whole_save_latest_does_not_name_is_found(tmp_path):
     assert complete_iterations(run / "checkpoints") == [2, 4]
 
 
+@pytest.mark.parametrize("case, shard", [
+    ("zero1_whole", "zero_pp_rank_1_mp_rank_00_optim_states.pt"),
+    ("zero3_whole", "zero_pp_rank_1_mp_rank_00_model_states.pt"),
+])
+def test_a_first_save_whose_second_rank_has_not_written_is_not_complete(tmp_path, case, shard):
+    """The run's only save, rank 1's shard not yet created: no other folder shows the rank grid, so the shard
+    count comes from the dp_world_size rank 0's model states record (2 on these 2-rank runs)."""
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURES / case / "checkpoints" / "global_step2", run / "checkpoints" / "global_step2")
+    (run / "checkpoints" / "latest").write_text("global_step2")
+    assert complete_iterations(run / "checkpoints") == [2]
+    (run / "checkpoints" / "global_step2" / shard).unlink()
+    [verdict] = inspect_checkpoints(run / "checkpoints")
+    assert not verdict.complete and verdict.reason == f"missing {shard}"
+    assert claim_next(run) is None
+
+
+def test_resume_point_moves_the_dead_save_aside_and_repoints_latest(tmp_path):
+    run = copy_case("zero1_rank1_stopped_mid_write", tmp_path)
+    dry = orch("ckpt", "resume", str(run), "--dry-run")
+    assert dry.stdout == "2\n" and "would move global_step4" in dry.stderr
+    assert (run / "checkpoints" / "global_step4").is_dir()  # a dry run changes nothing
+    resumed = orch("ckpt", "resume", str(run))
+    assert resumed.returncode == 0 and resumed.stdout == "2\n"
+    assert "truncated" in resumed.stderr and "'global_step4' -> 'global_step2'" in resumed.stderr
+    [moved] = (run / "checkpoints" / ".incomplete").iterdir()
+    assert moved.name.startswith("global_step4.") and (moved / "zero_pp_rank_1_mp_rank_00_optim_states.pt").exists()
+    assert (run / "checkpoints" / "latest").read_text() == "global_step2"
+    assert sorted(path.name for path in (run / "checkpoints").iterdir() if path.is_dir()) == [".incomplete", "global_step2"]
+    again = orch("ckpt", "resume", str(run))  # idempotent: nothing left to move
+    assert again.stdout == "2\n" and again.stderr == ""
+    assert orch("ckpt", "latest", str(run)).stdout == "2\n"
+
+
+def test_resume_point_keeps_whole_saves_and_fills_an_empty_latest(tmp_path):
+    run = copy_case("zero1_rank0_killed_in_latest", tmp_path)
+    resumed = orch("ckpt", "resume", str(run))
+    assert resumed.stdout == "4\n" and "moved" not in resumed.stderr
+    assert (run / "checkpoints" / "latest").read_text() == "global_step4"
+
+
+def test_resume_with_no_whole_save_removes_latest_so_the_trainer_starts_fresh(tmp_path):
+    run = copy_case("zero1_rank1_stopped_mid_write", tmp_path)
+    shutil.rmtree(run / "checkpoints" / "global_step2")
+    resumed = orch("ckpt", "resume", str(run))
+    assert resumed.stdout == "\n" and "latest ('global_step4') removed" in resumed.stderr
+    assert not (run / "checkpoints" / "latest").exists() and not (run / "checkpoints" / "global_step4").exists()
+
+
+def test_resume_never_moves_a_linked_branch_point(tmp_path):
+    source = copy_case("zero1_whole", tmp_path)
+    branch = tmp_path / "branch"
+    assert link_checkpoint(source / "checkpoints", branch / "checkpoints", 2)
+    assert orch("ckpt", "resume", str(branch)).stdout == "2\n"
+    assert (branch / "checkpoints" / "global_step2").is_symlink()
+
+
 def test_torch_dist_every_distcp_as_long_as_metadata_records(tmp_path):
     run = copy_case("torch_dist_whole", tmp_path)
     folder = run / "checkpoints" / "iter_0000004"

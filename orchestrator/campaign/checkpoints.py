@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 
-from orchestrator.campaign.whole_files import file_problem, torch_dist_problem
+from orchestrator.campaign.whole_files import deepspeed_dp_world_size, file_problem, torch_dist_problem
 
 MEGATRON_TRACKER = "latest_checkpointed_iteration.txt"
 DEEPSPEED_TRACKER = "latest"
@@ -214,9 +214,23 @@ def _torch_dist_problem(path: Path, names: set[str]) -> str:
     return ""
 
 
-def _missing(contents: _Contents, run_grids: dict[str, set[tuple[int, ...]]]) -> list[str]:
+_ZERO_SHARDS = ("zero_pp_rank_D_mp_rank_TT_optim_states.pt", "zero_pp_rank_D_mp_rank_TT_model_states.pt")
+_RANK0_MODEL_STATES = ("mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_model_states.pt")
+
+
+def _declared_dp_size(path: Path) -> int | None:
+    """The ZeRO shard count rank 0's model states declare (read only when no folder shows a second shard)."""
+    for name in _RANK0_MODEL_STATES:
+        if (path / name).is_file():
+            return deepspeed_dp_world_size(path / name)
+    return None
+
+
+def _missing(path: Path, contents: _Contents, run_grids: dict[str, set[tuple[int, ...]]]) -> list[str]:
     """Files of the rank grid that are absent: every index up to the largest seen in this folder or in
-    any folder of the same layout in the run (a rank that never wrote leaves no name to notice it by)."""
+    any folder of the same layout in the run (a rank that never wrote leaves no name to notice it by). When no
+    folder shows a second ZeRO shard (a run's first save, rank 1 not yet started), the shard count comes from
+    the `dp_world_size` rank 0's model states record."""
     missing = []
     for kind in sorted(contents.grids):
         if kind == "model_optim_rng":
@@ -228,6 +242,8 @@ def _missing(contents: _Contents, run_grids: dict[str, set[tuple[int, ...]]]) ->
             expected = {(layer, tp) for layer in {rank[0] for rank in seen} for tp in range(width)}
         else:
             sizes = [max(rank[axis] for rank in seen) + 1 for axis in range(len(next(iter(seen))))]
+            if kind in _ZERO_SHARDS and sizes[0] == 1:
+                sizes[0] = _declared_dp_size(path) or 1
             expected = set(product(*(range(size) for size in sizes)))
         missing += [_describe_rank(kind, rank) for rank in expected - present]
     if contents.layout == "torch":
@@ -312,7 +328,7 @@ def inspect_checkpoints(checkpoints: Path) -> list[Checkpoint]:
         elif contents.problem:
             verdict = (False, contents.problem)
         else:
-            missing = _missing(contents, run_grids.get(contents.layout, {}))
+            missing = _missing(path, contents, run_grids.get(contents.layout, {}))
             broken = "" if missing else _files_problem(path, contents)
             if missing:
                 shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")

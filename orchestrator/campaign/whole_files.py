@@ -121,8 +121,15 @@ class _StandIn:
         return id(self)
 
 
+class _StandInDict(dict):
+    """An OrderedDict that may carry attributes (a torch state dict's `_metadata`): kept as a plain dict."""
+
+    def __setstate__(self, state: object) -> None:
+        pass
+
+
 _CONTAINERS = {("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "dict"): dict,
-               ("builtins", "list"): list, ("builtins", "tuple"): tuple, ("collections", "OrderedDict"): dict}
+               ("builtins", "list"): list, ("builtins", "tuple"): tuple, ("collections", "OrderedDict"): _StandInDict}
 
 
 class _StandInUnpickler(pickle.Unpickler):
@@ -164,3 +171,21 @@ def torch_dist_problem(folder: Path) -> str:
         if size < end:
             return f"{relative} is truncated ({size} of the {end} bytes .metadata records)"
     return ""
+
+
+def deepspeed_dp_world_size(model_states: Path) -> int | None:
+    """The data-parallel world size a DeepSpeed save declares: `dp_world_size` in its model states
+    (deepspeed/runtime/engine.py `_save_checkpoint`: `dp_world_size=self.seq_dp_world_size`, the number of ZeRO
+    shards). Read from the zip's `data.pkl` with the stand-in unpickler; None when the file cannot tell."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(model_states) as archive:
+            pickled = next((name for name in archive.namelist() if name.endswith("/data.pkl")), None)
+            if pickled is None:
+                return None
+            loaded = _StandInUnpickler(io.BytesIO(archive.read(pickled))).load()
+    except Exception:  # noqa: BLE001 - a file being written or cut short: the whole-file check reports it
+        return None
+    size = loaded.get("dp_world_size") if isinstance(loaded, dict) else None
+    return size if isinstance(size, int) and size > 0 else None
