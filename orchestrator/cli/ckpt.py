@@ -7,6 +7,10 @@
     orch ckpt release RUN_DIR ITER                      gives a claim back unconverted (retry later)
     orch ckpt link FROM_RUN_DIR RUN_DIR ITER            1 once FROM's complete checkpoint ITER is linked into
                                                         RUN_DIR/checkpoints (a start condition), else 0
+    orch ckpt latest RUN_DIR                            the newest complete save's iteration ("" when none)
+    orch ckpt resume RUN_DIR [--dry-run]                the same, after moving the dead saves above it aside
+                                                        and pointing DeepSpeed's `latest` at it (a trainer's
+                                                        --ckpt-step; campaign/resume.py)
 """
 
 from __future__ import annotations
@@ -78,6 +82,29 @@ def run_link(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_latest(args: argparse.Namespace) -> int:
+    from orchestrator.campaign.resume import newest_complete
+
+    found = newest_complete(args.run_dir)
+    print(found[0] if found else "")
+    return 0
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    import sys
+
+    from orchestrator.campaign.resume import resume_point
+
+    point = resume_point(args.run_dir, dry_run=args.dry_run)
+    verb = "would move" if args.dry_run else "moved"
+    for source, target, why in point.moved:  # on stderr: stdout is the iteration a template reads
+        print(f"orch ckpt resume: {verb} {source.name} to {target.parent.name}/{target.name} ({why})", file=sys.stderr)
+    if point.latest:
+        print(f"orch ckpt resume: {point.latest}", file=sys.stderr)
+    print("" if point.iteration is None else point.iteration)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("ckpt", help="checkpoints: pending conversions, claims, done markers")
     commands = parser.add_subparsers(dest="ckpt_command", metavar="SUBCOMMAND")
@@ -118,6 +145,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     link.add_argument("run_dir", metavar="RUN_DIR", help="the run that starts from it")
     link.add_argument("iteration", metavar="ITER", type=int)
     link.set_defaults(handler=run_link)
+
+    latest = commands.add_parser(
+        "latest", help="print the newest complete save's iteration (an empty line when none)")
+    _add_run_arguments(latest, with_min_iter=False)
+    latest.set_defaults(handler=run_latest)
+
+    resume = commands.add_parser(
+        "resume", help="where a restarted trainer resumes: print the newest complete save's iteration "
+                       "after moving dead saves above it aside",
+        description="Prints the iteration of RUN_DIR's newest complete save (an empty line when none: start from "
+                    "scratch). Before that, every incomplete save above it (a rank killed mid-save) is moved to "
+                    "RUN_DIR/checkpoints/.incomplete/ and DeepSpeed's `latest`, a hint only, is pointed at the "
+                    "resume save (removed when there is none). Call it in the training job before the trainer "
+                    "starts and pass the iteration as its --ckpt-step; what was moved is said on stderr.",
+    )
+    _add_run_arguments(resume, with_min_iter=False)
+    resume.add_argument("--dry-run", action="store_true", help="say what would be moved; change nothing")
+    resume.set_defaults(handler=run_resume)
 
     release = commands.add_parser("release", help="release the claim on ITER without marking it converted")
     _add_run_arguments(release, with_min_iter=False)
