@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 ORCH := $(VENV)/bin/orch
+REAL_VENV := .venv-real
+REAL_REQUIREMENTS := examples/gpt2_deepspeed/requirements.txt
 
-.PHONY: install demo demo-cpt test test-unit slurm-up slurm-down browser test-tools bench clean
+.PHONY: install real-stack demo demo-real demo-cpt test test-unit slurm-up slurm-down browser test-tools bench clean
 
 install: $(VENV)/.installed
 
@@ -14,6 +16,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# The real training stack for examples/gpt2_deepspeed and its tests, in a venv of its own (about 1.9 GB, 80 s
+# here): torch (CPU), DeepSpeed, megatron-core, transformers, lm-evaluation-harness. torch goes in first: DeepSpeed
+# builds against the installed torch.
+real-stack: $(REAL_VENV)/.installed
+
+$(REAL_VENV)/.installed: $(REAL_REQUIREMENTS)
+	$(PYTHON) -m venv $(REAL_VENV)
+	$(REAL_VENV)/bin/python -m pip install -q --upgrade pip
+	$(REAL_VENV)/bin/python -m pip install -q $$(grep '^torch==' $(REAL_REQUIREMENTS))
+	$(REAL_VENV)/bin/python -m pip install -q -r $(REAL_REQUIREMENTS)
 	touch $@
 
 # The quickstart campaign on the local scheduler: 60 real jobs (tinylm pretrain, cooldown branches,
@@ -26,6 +40,12 @@ demo: install
 		--budget 1e12 --budget 1e13 --plot runs/quickstart/fit.png
 	$(ORCH) report configs/quickstart.yaml -o runs/quickstart/report.html \
 		--irreducible $$($(PY) examples/tinylm/grammar.py --entropy)
+
+# The campaign on the real stack (configs/gpt2_deepspeed.yaml, 18 jobs): GPT-2 + DeepSpeed ZeRO-1 on 2 CPU ranks,
+# cooldown branches, DeepSpeed's zero_to_fp32 + save_pretrained and lm-eval on every whole save; then the results.
+demo-real: install real-stack
+	$(ORCH) build-and-run configs/gpt2_deepspeed.yaml --scheduler local --max-jobs 4 --poll-secs 2
+	$(ORCH) results configs/gpt2_deepspeed.yaml --params EXP,PHASE_TAG --plot runs/gpt2_deepspeed/val_loss.png
 
 # Continual pre-training on tinylm (docs/cpt.md): pretrain + 3 stages x 4 mixes, every checkpoint evaluated on
 # every dataset; the table and the forgetting / learning plot.
@@ -46,7 +66,7 @@ browser:
 test-tools:
 	bash scripts/install-test-tools.sh
 
-test: install slurm-up browser test-tools
+test: install real-stack slurm-up browser test-tools
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-unit: install
@@ -56,4 +76,4 @@ bench: install
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(REAL_VENV) .pytest_cache build *.egg-info

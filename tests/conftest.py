@@ -103,3 +103,16 @@ def slurm_job_prefix(slurm_cluster: SlurmTestCluster) -> Iterator[str]:
     ids = [line.split("|", 1)[0] for line in listed.stdout.splitlines() if line.partition("|")[2].startswith(prefix)]
     if ids:
         subprocess.run(["scancel", *ids], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def real_stack() -> Path:
+    """The real training stack's venv (`make real-stack`: torch CPU, deepspeed, megatron-core, transformers,
+    lm_eval), or ORCH_REAL_VENV. In CI (CI=true) a missing one FAILS the test."""
+    venv = Path(os.environ.get("ORCH_REAL_VENV", REPO / ".venv-real"))
+    if not (venv / "bin" / "torchrun").exists() or not (venv / "bin" / "lm_eval").exists():
+        message = f"no real training stack at {venv} (install it: make real-stack)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return venv.resolve()
