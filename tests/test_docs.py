@@ -133,6 +133,17 @@ def test_fit_and_lr_schedule_json_have_the_documented_keys(tmp_path):
     assert set(schedule) == documented_keys("orch lr schedule")[0] and schedule["version"] == 1
 
 
+def test_predict_json_has_the_documented_keys(tmp_path):
+    lrs = [0.001 * min(1.0, step / 10) for step in range(60)]
+    (tmp_path / "S.csv").write_text("curve,step,lr\n" + "".join(f"{name},{step},{lr * (1 if name == 'a' else 0.5)}\n"
+                                                                for name in "ab" for step, lr in enumerate(lrs)))
+    (tmp_path / "O.csv").write_text("curve,step,loss\n" + "".join(f"a,{step},{3 + 1 / step:.6f}\n" for step in range(10, 60, 5)))
+    predicted = orch(tmp_path, "predict", "--schedules", "S.csv", "--observed", "O.csv", "--law", "tissue", "--json")
+    documented = documented_keys("orch predict")
+    assert set(predicted) == documented[0] and predicted["version"] == 1
+    assert set(predicted["predictions"][0]) == documented[1] and len(predicted["predictions"]) == 59
+
+
 def documented_sessions() -> list[tuple[str, int, str, list[str]]]:
     """(file, line, command, the output lines shown under it) of each `$ orch lr ...` in a console block that
     shows output. `...` alone elides lines; `...` inside a line stands for any text."""
