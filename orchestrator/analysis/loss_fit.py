@@ -90,8 +90,9 @@ def _grid_start(curves: list[Curve]) -> np.ndarray:
         L0, A, alpha, B = params
         total = 0.0
         for s1, below_peak, log_loss in parts:
-            prediction = L0 + A * s1 ** -alpha - B * below_peak
-            if np.any(prediction <= 0):
+            with np.errstate(over="ignore", invalid="ignore"):  # a trial step far out: refused just below
+                prediction = L0 + A * s1 ** -alpha - B * below_peak
+            if not np.all(prediction > 0):
                 return 1e30
             total += float(np.sum(_huber(log_loss - np.log(prediction))[0]))
         return total

@@ -1,9 +1,12 @@
 """`orch predict`: fit a schedule-aware loss law to observed loss curves, predict the loss of other LR schedules.
 
     orch predict --schedules S.csv --observed O.csv [--at A.csv] [--law mpl|tissue] [--bootstrap K] [--csv]
+    orch predict CONFIG [KEY=V1,V2] [-f KEY=VALUE] [--law ...] [--bootstrap K] [--json]
 
 S.csv `curve,step,lr` (every step of every curve), O.csv `curve,step,loss` (any steps of the observed curves),
 A.csv `curve,step` (default: every step of every curve without observations). One model size per call.
+With a campaign config: every cooldown branch's final loss from its pretrain run and its finished sibling branches
+(`analysis/campaign_predict.py`).
 The laws and how they are fitted: orchestrator/analysis/loss_laws.py and loss_fit.py, docs/analysis.md.
 """
 
@@ -14,7 +17,8 @@ import csv
 import json
 import sys
 
-from orchestrator.cli.common import non_negative_int, require_science
+from orchestrator.cli.common import non_negative_int, require_science, selected_jobs
+from orchestrator.errors import UserError
 
 PREDICT_JSON_VERSION = 1  # docs/json.md
 
@@ -25,10 +29,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "predict other LR schedules",
         description="Fits a loss law that knows the LR schedule to the observed curves and predicts the loss at every "
                     "requested step of any schedule. One model size per call: the law's constants belong to one model.")
-    parser.add_argument("--schedules", required=True, metavar="S.csv",
+    parser.add_argument("config", metavar="CONFIG", nargs="?",
+                        help="a campaign: predict every cooldown branch's final loss from its training logs")
+    parser.add_argument("filters", metavar="KEY=V1,V2", nargs="*", default=[],
+                        help="campaign: keep only jobs whose KEY is one of the values")
+    parser.add_argument("-f", "--fix", dest="fixes", metavar="KEY=VALUE", action="append", default=[],
+                        help="campaign: fix a value before expansion (as orch plan)")
+    parser.add_argument("-F", "--fix-typed", dest="typed_fixes", metavar="KEY=VALUE", action="append", default=[],
+                        help="campaign: like -f, typed as YAML would type it")
+    parser.add_argument("--schedules", metavar="S.csv",
                         help="curve,step,lr: the LR of every optimizer step of every curve, observed and to predict "
                              "(`orch lr schedule --csv` prints a curve's)")
-    parser.add_argument("--observed", required=True, metavar="O.csv",
+    parser.add_argument("--observed", metavar="O.csv",
                         help="curve,step,loss: observed losses (any steps; at least 3 per observed curve)")
     parser.add_argument("--at", metavar="A.csv",
                         help="curve,step: where to predict (default: every step of every curve without observations)")
@@ -49,6 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     require_science("orch predict")
+    if args.config:
+        if args.schedules or args.observed or args.at:
+            raise UserError("give a campaign CONFIG or --schedules/--observed CSVs, not both")
+        return run_campaign(args)
+    if not (args.schedules and args.observed):
+        raise UserError("orch predict needs --schedules S.csv and --observed O.csv, or a campaign CONFIG")
     from orchestrator.analysis.loss_curves_io import read_observed, read_schedules, read_targets
     from orchestrator.analysis.loss_fit import fit_law, predict
     schedules = read_schedules(args.schedules)
@@ -84,4 +102,40 @@ def run_predict(args: argparse.Namespace) -> int:
         interval = f" [{last[3]:.4f}, {last[4]:.4f}]" if last[3] is not None else ""
         print(f"  {curve.name}: step {last[1]} loss {last[2]:.4f}{interval}  ({len(curve.steps)} step(s) predicted; "
               "--csv prints every one)")
+    return 0
+
+
+def run_campaign(args: argparse.Namespace) -> int:
+    from orchestrator.analysis.campaign_predict import predict_branches
+
+    predictions = predict_branches(selected_jobs(args), args.law, bootstrap=args.bootstrap, seed=args.seed)
+    if args.json:
+        print(json.dumps({"version": PREDICT_JSON_VERSION, "law": args.law, "bootstrap": args.bootstrap,
+                          "branches": [vars(branch) for branch in predictions]}))
+        return 0
+    if args.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["run", "parent", "resume_step", "final_step", "loss", "loss_low", "loss_high", "observed",
+                         "why_not"])
+        for branch in predictions:
+            writer.writerow([branch.run, branch.parent, branch.resume_step, branch.final_step,
+                             *(("" if value is None else f"{value:.6g}")
+                               for value in (branch.loss, branch.low, branch.high, branch.observed)), branch.why_not])
+        return 0
+    print(f"{args.law}: each cooldown's final training loss, fitted on its pretrain run and its finished sibling branches "
+          "(a finished branch is left out of its own fit)")
+    errors = []
+    for branch in predictions:
+        where = f"{branch.run} ({branch.resume_step} -> {branch.final_step})"
+        if branch.loss is None:
+            print(f"  {where}: not predicted: {branch.why_not}")
+            continue
+        interval = f" [{branch.low:.4f}, {branch.high:.4f}]" if branch.low is not None else ""
+        seen = ""
+        if branch.observed is not None:
+            errors.append(abs(branch.loss - branch.observed) / branch.observed)
+            seen = f", observed {branch.observed:.4f} ({(branch.loss - branch.observed) / branch.observed:+.2%})"
+        print(f"  {where}: predicted {branch.loss:.4f}{interval}{seen}")
+    if errors:
+        print(f"finished branches: mean relative error {sum(errors) / len(errors):.2%}, largest {max(errors):.2%}")
     return 0
