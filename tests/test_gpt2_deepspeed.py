@@ -68,6 +68,23 @@ def test_cooldown_resumed_from_a_save_follows_orch_lr_schedule(real_stack, tmp_p
     assert logged[16] == f"{0.0:.6E}"
 
 
+def _kill_job(job: subprocess.Popen, marker: Path) -> None:
+    """SIGKILL torchrun and its ranks. torchrun starts each rank in a session of its own, so killing its process
+    group leaves them running: they are found by their command line (which names this test's folder)."""
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if entry.name.isdigit() and str(marker).encode() in command and b"train.py" in command:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def test_rank_killed_mid_save_resumes_from_the_last_whole_save(real_stack, tmp_path):
     """Rank 1 stalls half-way through its shard of save 20 and the job is killed: DeepSpeed's `latest` names the
     dead save and DeepSpeed cannot resume from it; orch counts it incomplete, resumes at 10, and the re-saved 20
@@ -86,8 +103,7 @@ def test_rank_killed_mid_save_resumes_from_the_last_whole_save(real_stack, tmp_p
             time.sleep(0.5)
         time.sleep(1)  # rank 0 has finished its own files and `latest` by now (it waits for nobody)
     finally:
-        os.killpg(job.pid, signal.SIGKILL)
-        job.wait()
+        _kill_job(job, save)
 
     assert (save / "latest").read_text().strip() == "global_step20"  # DeepSpeed's hint names the dead save
     explained = subprocess.run(orch_command("ckpt", "pending", str(tmp_path), "--explain"), capture_output=True,

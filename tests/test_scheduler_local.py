@@ -94,6 +94,29 @@ def test_timeout_kills_the_whole_process_group(scheduler: LocalScheduler, tmp_pa
     assert _gone_soon(child)
 
 
+@pytest.mark.parametrize("ending", ["cancel", "timeout", "script ends"])
+def test_processes_in_sessions_of_their_own_end_with_the_job(scheduler: LocalScheduler, tmp_path: Path,
+                                                              ending: str) -> None:
+    """torchrun starts each rank with setsid: out of the job's process group, and an orphan once the script is
+    gone. They end with the job all the same, as in Slurm's cgroup."""
+    pid_file = tmp_path / "rank.pid"
+    body = f"setsid sleep 300 & echo $! > {pid_file}\n" + ("exit 0" if ending == "script ends" else "sleep 300")
+    job = make_job(tmp_path, "ranks", body, *(["--time=0:02"] if ending == "timeout" else []))
+    job_id = scheduler.submit(job)
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    rank = int(pid_file.read_text())
+    assert os.getsid(rank) != os.getsid(0)  # in a session of its own
+    if ending == "cancel":
+        assert wait_for(scheduler, job_id, lambda o: o.state is S.RUNNING).state is S.RUNNING
+        scheduler.cancel([job_id])
+    final = wait_for(scheduler, job_id, ended, timeout=60)
+    assert final.state is {"cancel": S.CANCELLED, "timeout": S.TIMEOUT, "script ends": S.COMPLETED}[ending]
+    assert _gone_soon(rank)
+
+
 def test_cancel_running_and_pending(scheduler: LocalScheduler, tmp_path: Path) -> None:
     job = make_job(tmp_path, "sleeper", "sleep 300")
     job_id = scheduler.submit(job)

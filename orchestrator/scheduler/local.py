@@ -30,6 +30,7 @@ from typing import Any
 from orchestrator.jobs import Job
 from orchestrator.process import pid_alive
 from orchestrator.scheduler.base import NodeGpus, Observation, SchedulerState, SchedulerUnavailable, SubmitError
+from orchestrator.scheduler.local_processes import JOB_TOKEN_VARIABLE, job_token, signal_job
 from orchestrator.scheduler.sbatch_script import parse_time_limit, script_options
 
 DEFAULT_STATE_DIR = Path(".orch/local")
@@ -85,13 +86,6 @@ def _group_alive(pgid: int | None) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _kill_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -230,12 +224,13 @@ class LocalScheduler:
                 continue
             paths.cancel.touch()
             run = _read_json(paths.run)
+            token = job_token(str(self.state_dir), job_id)
             if run is not None:
-                _kill_group(run["pgid"], signal.SIGTERM)
+                signal_job(run["pgid"], token, signal.SIGTERM)
             if not _alive(record.get("wrapper_pid"), record.get("wrapper_start")):
                 # Nobody is left to record the ending: do it here.
                 if run is not None:
-                    _kill_group(run["pgid"], signal.SIGKILL)
+                    signal_job(run["pgid"], token, signal.SIGKILL)
                 if not paths.end.exists():  # the wrapper may have just written its own ending
                     _write_end(paths.end, SchedulerState.CANCELLED, None, "cancelled")
 
@@ -307,8 +302,9 @@ def run_wrapper(spec: Mapping[str, Any]) -> None:
     if paths.cancel.exists():  # cancelled while pending
         _write_end(paths.end, SchedulerState.CANCELLED, None, "cancelled before it started")
         return
+    token = job_token(spec["state_dir"], spec["id"])
     env = dict(os.environ, SLURM_JOB_ID=spec["id"], SLURM_JOBID=spec["id"], SLURM_JOB_NAME=spec["name"],
-               SLURM_SUBMIT_DIR=spec["cwd"], ORCH_SCHEDULER="local")
+               SLURM_SUBMIT_DIR=spec["cwd"], ORCH_SCHEDULER="local", **{JOB_TOKEN_VARIABLE: token})
     try:
         with _open_log(spec["output"], spec["append"]) as out:
             err = out if spec["error"] == spec["output"] else _open_log(spec["error"], spec["append"])
@@ -333,13 +329,13 @@ def run_wrapper(spec: Mapping[str, Any]) -> None:
             elif deadline is not None and now >= deadline:
                 ending = (SchedulerState.TIMEOUT, "TimeLimit")
             if ending is not None:
-                _kill_group(process.pid, signal.SIGTERM)
+                signal_job(process.pid, token, signal.SIGTERM)
                 kill_at = now + KILL_WAIT_SECS
         elif now >= kill_at:
-            _kill_group(process.pid, signal.SIGKILL)
+            signal_job(process.pid, token, signal.SIGKILL)
         time.sleep(POLL_SECS)
-    # Children the script left behind belong to its job: end them too (Slurm does).
-    _kill_group(process.pid, signal.SIGKILL)
+    # Processes the script left behind belong to its job, in its group or not: end them too (Slurm does).
+    signal_job(process.pid, token, signal.SIGKILL)
     code = process.returncode
     exit_code = 128 - code if code < 0 else code
     if ending is None and code < 0 and paths.cancel.exists():  # killed by cancel()'s SIGTERM before we looked
