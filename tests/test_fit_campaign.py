@@ -155,18 +155,26 @@ def test_report_is_one_self_contained_page_that_renders_offline(campaign: Path, 
                   cwd=campaign)
     assert result.returncode == 0, result.stderr
     page = (campaign / "out" / "report.html").read_text()
-    # Self-contained: every figure inline, nothing to fetch.
+    # Self-contained: every figure inline (interactive charts, plotly.js inlined in the head: its text names
+    # URLs, e.g. map attributions, that it never fetches here; the browser run below shows no request).
+    head, page = page.split("</head>", 1)
+    assert head.count("<script>") == 1 and "plotly.js" in head
     sources = re.findall(r'(?:src|href)="([^"]*)"', page)
-    assert sources and all(source.startswith("data:image/png;base64,") for source in sources), sources
-    assert "http://" not in page and "https://" not in page
+    assert all(source.startswith("data:image/png;base64,") for source in sources), sources
+    assert not re.search(r'["\'(]https?://', page), re.search(r'.{80}["\'(]https?://.{80}', page)
+    charts = dict(re.findall(r'<div class="chart" id="([^"]+)" role="img" aria-label="([^"]+)"', page))
+    assert set(charts) == {"loss-curves", "lr-schedules", "scaling-law", "scaling-law-compute"}, charts
+    # What hovering shows: run, step, loss and LR on the loss curves, step and LR on the schedules.
+    assert "step %{customdata[0]}" in page and "LR %{customdata[1]}" in page and "LR %{y:.4g}" in page
     for heading in ("Jobs by state", "Loss curves", "Learning-rate schedules", "Scaling law"):
         assert heading in page
     assert "stopped at iteration 450 of 500" in page and "not run" in page  # no monitor ran: every job "not run"
     # A real browser, offline (every host unresolvable, a dead proxy), its network activity logged.
     url = (campaign / "out" / "report.html").as_uri()
     dom, requests = open_in_chromium(chromium, url, tmp_path / "report")
-    images = re.findall(r"<img [^>]*>", dom)
-    assert len(images) >= 3 and all('data-shown="yes"' in image for image in images), images
+    drawn = re.findall(r'<div class="chart[^"]*"[^>]*>', dom)  # plotly adds its own classes
+    assert len(drawn) == 4 and all('data-shown="yes"' in chart for chart in drawn), drawn
+    assert dom.count('class="legendtoggle"') >= 3  # plotly drew legends whose entries hide and show series
     assert '<p class="problem">figure' not in dom  # the note the page adds for a figure the browser failed
     assert requests == []
     # The same check on a page that does reach out: it must see the request.

@@ -1,8 +1,10 @@
 """`orch report`: one self-contained HTML page about a campaign, to copy to a laptop or attach to a message.
 
-Everything is inlined: figures as base64 PNG data URIs, styles in the page, no script or font from
-anywhere else. A few lines of inline script mark each figure as shown (`data-shown="yes"`) once the
-browser has decoded it, and put a visible note on one it could not show.
+Everything is inlined: styles in the page, no script or font from anywhere else. With plotly installed (the `plot`
+extra) the loss-curve, LR and fit figures are interactive charts (`analysis/interactive.py`: hover, zoom, series
+toggled from the legend; plotly.js inlined once); without it they are base64 PNG data URIs. A few lines of inline
+script mark each figure as shown (`data-shown="yes"`) once the browser has drawn it, and put a visible note on one
+it could not show.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator import __version__
+from orchestrator.analysis import interactive
 from orchestrator.jobs import Job
 
 STATE_ORDER = ("done", "running", "queued", "waiting", "failed", "abandoned", "not run")
@@ -33,11 +36,16 @@ img { max-width: 100%; border: 1px solid #eee; }
 
 _SCRIPT = """
 window.addEventListener("load", function () {
-  document.querySelectorAll("img").forEach(function (img) {
-    var shown = img.complete && img.naturalWidth > 0;
-    img.dataset.shown = shown ? "yes" : "no";
+  function mark(element, shown, name) {
+    element.dataset.shown = shown ? "yes" : "no";
     if (!shown) { var note = document.createElement("p"); note.className = "problem";
-      note.textContent = "figure '" + img.alt + "' could not be shown"; img.after(note); }
+      note.textContent = "figure '" + name + "' could not be shown"; element.after(note); }
+  }
+  document.querySelectorAll("img").forEach(function (img) {
+    mark(img, img.complete && img.naturalWidth > 0, img.alt);
+  });
+  document.querySelectorAll("div.chart").forEach(function (chart) {
+    mark(chart, chart.querySelector("svg.main-svg") !== null, chart.getAttribute("aria-label"));
   });
 });
 """
@@ -99,14 +107,42 @@ def jobs_section(jobs: Sequence[Job], store) -> str:
 
 
 def curves_section(jobs: Sequence[Job]) -> str:
-    from orchestrator.campaign.results import collect_results, default_loss_column, plot_validation_loss
+    from orchestrator.campaign.results import RUN_COLUMN, ResultKeys, collect_results, default_loss_column, plot_validation_loss
 
     table = collect_results(jobs)
     column = default_loss_column(table.rows)
     evaluated = sum(1 for row in table.rows if row.get(column) is not None)
-    figure = _figure(lambda target: plot_validation_loss(table, target, loss_column=column), f"{column} per model size")
-    return (f"<h2>Loss curves</h2><p class=\"note\">{evaluated} checkpoints with {_e(column)}; pretrain runs solid, "
-            f"cooldown branches dashed.</p>{figure}")
+    note = (f"<h2>Loss curves</h2><p class=\"note\">{evaluated} checkpoints with {_e(column)}; pretrain runs solid, "
+            "cooldown branches dashed.</p>")
+    if interactive.available() and evaluated:
+        keys, schedules = ResultKeys(), _run_schedules(jobs)
+
+        def lr_of(run: str, step: int) -> float | None:
+            schedule = schedules.get(run)
+            return round(schedule.lr_at(step), 10) if schedule is not None else None
+
+        figure = interactive.loss_figure(
+            table.rows, column, run_of=lambda row: str(row[RUN_COLUMN]), size_of=lambda row: row.get(keys.model_size),
+            cooldown=lambda row: str(row.get(keys.phase, "")).upper().startswith("COOL"), lr_of=lr_of)
+        return note + interactive.chart(figure, "loss-curves", f"{column} per run")
+    return note + _figure(lambda target: plot_validation_loss(table, target, loss_column=column), f"{column} per model size")
+
+
+def _run_schedules(jobs: Sequence[Job]) -> dict[str, Any]:
+    """Run folder -> its LR schedule (as `orch lr check` reads it), for the runs that have one."""
+    from orchestrator.errors import UserError
+    from orchestrator.planning.lr_check import schedule_from_params
+
+    found: dict[str, Any] = {}
+    for job in jobs:
+        run = str(job.params.get("RUN_DIR", job.name))
+        if run in found:
+            continue
+        try:
+            found[run] = schedule_from_params(run, job.params)
+        except (UserError, ValueError, TypeError):
+            found[run] = None
+    return found
 
 
 def lr_section(jobs: Sequence[Job]) -> str:
@@ -125,7 +161,10 @@ def lr_section(jobs: Sequence[Job]) -> str:
     flagged = report.flagged
     lines = "".join(f"<li class=\"problem\">{_e(job.schedule.name)}: {_e('; '.join(job.problems))}</li>"
                     for job in flagged)
-    figure = _figure(lambda target: lr_check.plot(report, target), "learning-rate schedules")
+    if interactive.available():
+        figure = interactive.chart(interactive.lr_figure(lr_check.curves(report)), "lr-schedules", "learning-rate schedules")
+    else:
+        figure = _figure(lambda target: lr_check.plot(report, target), "learning-rate schedules")
     return (f"<h2>Learning-rate schedules</h2><p>{len(report.jobs)} schedules checked against the framework's own "
             f"formula, {len(flagged)} cooldowns flagged.</p>" + (f"<ul>{lines}</ul>" if lines else "") + figure)
 
@@ -166,14 +205,21 @@ def fit_section(jobs: Sequence[Job], settings: FitSettings) -> str:
     notes = found.describe() + warn_if_unreliable(fit)
     if notes:
         parts.append("<ul>" + "".join(f"<li class=\"note\">{_e(note)}</li>" for note in notes) + "</ul>")
-    parts.append(_figure(lambda target: plot_fit(fit, found.points, target), "scaling-law fit"))
+    if interactive.available():
+        points = found.points
+        values = (list(points.params), list(points.tokens), list(points.loss), found.labels, law)
+        parts.append(interactive.chart(interactive.fit_figure(*values), "scaling-law", "scaling-law fit"))
+        parts.append(interactive.chart(interactive.compute_figure(*values), "scaling-law-compute", "loss against compute"))
+    else:
+        parts.append(_figure(lambda target: plot_fit(fit, found.points, target), "scaling-law fit"))
     return "".join(parts)
 
 
 def build_report(config: str, jobs: Sequence[Job], store, settings: FitSettings = FitSettings()) -> str:
     generated = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     sections = [jobs_section(jobs, store), curves_section(jobs), lr_section(jobs), fit_section(jobs, settings)]
+    library = interactive.library_script() if interactive.available() else ""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>orch report: {_e(config)}</title><style>{_STYLE}</style></head><body>"
+            f"<title>orch report: {_e(config)}</title><style>{_STYLE}</style>{library}</head><body>"
             f"<h1>Campaign report: {_e(config)}</h1><p class=\"note\">{len(jobs)} jobs; generated {_e(generated)} "
             f"by orch {_e(__version__)}.</p>" + "".join(sections) + f"<script>{_SCRIPT}</script></body></html>\n")

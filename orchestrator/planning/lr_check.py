@@ -291,6 +291,27 @@ def format_report(report: CheckReport) -> str:
     return "\n".join(lines)
 
 
+def _drawn_steps(schedule: JobSchedule, max_points: int) -> list[int]:
+    """The steps a schedule is drawn at: a pretrain's whole run, a cooldown's from its resume step."""
+    from orchestrator.planning.lr_schedules.common import sample_steps
+
+    steps = sample_steps(schedule.horizon, max_points)
+    if schedule.phase == "cooldown":
+        assert schedule.resume_step is not None
+        steps = [step for step in steps if step >= schedule.resume_step] or [schedule.resume_step]
+        steps = sorted({schedule.resume_step, *steps})
+    return steps
+
+
+def curves(report: CheckReport, max_points: int = 2000) -> list[tuple[str, list[int], list[float], bool]]:
+    """(name, steps, LRs, flagged) of every schedule, as `plot` draws them (the report's interactive chart)."""
+    drawn = []
+    for job in report.jobs:
+        steps = _drawn_steps(job.schedule, max_points)
+        drawn.append((job.schedule.name, steps, [job.schedule.lr_at(step) for step in steps], job.flagged))
+    return drawn
+
+
 def plot(report: CheckReport, output: str, max_points: int = 2000) -> None:
     """Pretrain curves in full; each cooldown from its resume step, in its own colour."""
     import matplotlib
@@ -301,16 +322,11 @@ def plot(report: CheckReport, output: str, max_points: int = 2000) -> None:
     from orchestrator.planning.lr_schedules.common import sample_steps
 
     figure, axes = plt.subplots(figsize=(9, 5))
-    for job in report.jobs:
+    for job, (_name, steps, lrs, _flagged) in zip(report.jobs, curves(report, max_points)):
         s = job.schedule
-        steps = sample_steps(s.horizon, max_points)
-        if s.phase == "cooldown":
-            assert s.resume_step is not None
-            steps = [step for step in steps if step >= s.resume_step] or [s.resume_step]
-            steps = sorted({s.resume_step, *steps})
         style = "--" if job.flagged else "-"
         label = s.name + (" (FLAGGED)" if job.flagged else "")
-        axes.plot(steps, [s.lr_at(step) for step in steps], style, label=label, linewidth=1.5 if s.phase == "pretrain" else 1)
+        axes.plot(steps, lrs, style, label=label, linewidth=1.5 if s.phase == "pretrain" else 1)
         if s.phase == "cooldown":
             colour = axes.lines[-1].get_color()
             axes.plot([s.resume_step], [s.lr_at(s.resume_step)], "o", markersize=3, color=colour)
