@@ -8,6 +8,7 @@ finished branch from the others must give back that law's value.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +67,8 @@ def _write_log(path: Path, steps: range, losses: np.ndarray, train_iters: int) -
                       f" learning rate: 1.000000E-02 | global batch size:    16 | lm loss: {loss:.6E} | loss scale: 1.0 |\n")
 
 
-def test_each_finished_branch_is_predicted_from_the_others(tmp_path):
+def _campaign_with_logs(tmp_path: Path) -> None:
+    """The campaign, its pretrain run logged to step 4000 and three of its four branches finished."""
     (tmp_path / "job.sbatch").write_text("#!/bin/bash\necho {name}\n")
     (tmp_path / "campaign.yaml").write_text(CONFIG)
     pretrain = range(50, 4001, 50)
@@ -77,6 +79,10 @@ def test_each_finished_branch_is_predicted_from_the_others(tmp_path):
         steps = range(cd + 50, final + 1, 50)
         _write_log(tmp_path / f"runs/m64/cd{cd}/train.out", steps,
                    tissue(TRUTH, Curve("c", 1, _lrs(final, cd // 2), np.array(steps))), final)
+
+
+def test_each_finished_branch_is_predicted_from_the_others(tmp_path):
+    _campaign_with_logs(tmp_path)
     assert read_training_losses(tmp_path / "runs/m64/cd1000/train.out")[1500] == pytest.approx(
         float(tissue(TRUTH, Curve("c", 1, _lrs(1500, 500), np.array([1500])))[0]), rel=1e-6)
 
@@ -109,3 +115,19 @@ def test_without_a_finished_branch_it_says_why_instead_of_guessing(tmp_path):
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("not predicted: no finished branch of its pretrain run to learn the drop from") == 4
+
+
+def test_the_report_shows_each_branch_predicted_beside_what_it_reached(tmp_path):
+    _campaign_with_logs(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "orchestrator", "report", "campaign.yaml", "-o", "r.html",
+                             "--predict", "tissue", "--bootstrap", "0"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "r.html").read_text()
+    section = page.split("Cooldown branches predicted (tissue)")[1]
+    rows = re.findall(r"<tr><td>(runs/m64/cd\d+)</td><td>(\d+) -&gt; (\d+)</td><td>([\d.]*)</td><td>([\d.]*)</td>", section)
+    assert [row[0] for row in rows] == [f"runs/m64/cd{cd}" for cd in (1000, 2000, 3000, 3500)]
+    for run, _start, _end, predicted, observed in rows[:3]:
+        assert float(predicted) == pytest.approx(float(observed), abs=2e-4), run
+    assert rows[3][4] == "" and rows[3][3]  # planned: predicted, nothing observed yet
+    assert 'id="predictions"' in section and "cd3500 predicted" in section

@@ -26,6 +26,8 @@ from orchestrator.errors import UserError
 from orchestrator.jobs import Job
 from orchestrator.planning.lr_check import JobSchedule, check_named_params
 
+CURVE_POINTS = 50
+
 
 @dataclass
 class BranchPrediction:
@@ -39,6 +41,10 @@ class BranchPrediction:
     observed: float | None = None
     fitted_on: list[str] = field(default_factory=list)
     why_not: str = ""
+    observed_curve: list[tuple[int, float]] = field(default_factory=list)
+    """(step, logged lm loss) of the branch so far."""
+    predicted_curve: list[tuple[int, float]] = field(default_factory=list)
+    """(step, predicted loss) from its resume step to its end (about CURVE_POINTS steps)."""
 
 
 @dataclass
@@ -96,6 +102,8 @@ def predict_branches(jobs: Sequence[Job], law: str = "mpl", bootstrap: int = 0, 
                                   branch.final_step)
         if branch.finished:
             result.observed = branch.losses[branch.final_step]
+        own = branch.curve()
+        result.observed_curve = [(int(step), float(loss)) for step, loss in zip(own.steps, own.loss)]
         predictions.append(result)
         if report.parent is None:
             result.why_not = "no pretrain run found for it (give its jobs a PARENT key naming the pretrain run folder)"
@@ -112,7 +120,10 @@ def predict_branches(jobs: Sequence[Job], law: str = "mpl", bootstrap: int = 0, 
         if key not in fits:
             fits[key] = fit_law([curves[name].curve() for name in key], law, bootstrap=bootstrap, seed=seed)
         result.fitted_on = list(key)
-        loss, low, high = predict(fits[key], branch.curve(np.array([branch.final_step]), with_loss=False))
-        result.loss = float(loss[0])
-        result.low, result.high = (float(low[0]), float(high[0])) if low is not None else (None, None)
+        start = max(1, result.resume_step)
+        steps = np.unique(np.linspace(start, branch.final_step, CURVE_POINTS).round().astype(int))
+        loss, low, high = predict(fits[key], branch.curve(steps, with_loss=False))
+        result.predicted_curve = [(int(step), float(value)) for step, value in zip(steps, loss)]
+        result.loss = float(loss[-1])
+        result.low, result.high = (float(low[-1]), float(high[-1])) if low is not None else (None, None)
     return predictions

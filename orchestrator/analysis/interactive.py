@@ -136,3 +136,23 @@ def compute_figure(params: Sequence[float], tokens: Sequence[float], loss: Seque
                      "hovertemplate": "compute %{x:.3g}<br>N* %{customdata[0]:.3g}, D* %{customdata[1]:.3g}"
                                       "<br>loss %{y:.4f}<extra></extra>"})
     return {"data": data, "layout": _layout("loss against compute", "compute C = 6ND (FLOPs)", "loss", x_log=True)}
+
+
+def prediction_figure(branches: Sequence[Any]) -> dict[str, Any]:
+    """Each predicted branch's logged training loss (markers) and its predicted curve (a line), one colour each."""
+    data = []
+    for index, branch in enumerate(branch for branch in branches if branch.predicted_curve):
+        colour = PALETTE[index % len(PALETTE)]
+        steps, predicted = zip(*branch.predicted_curve)
+        data.append({"type": "scatter", "mode": "lines", "name": f"{branch.run} predicted", "legendgroup": branch.run,
+                     "x": list(steps), "y": list(predicted), "line": {"color": colour, "dash": "dash", "width": 1.5},
+                     "hovertemplate": f"<b>{branch.run}</b> predicted<br>step %{{x}}<br>loss %{{y:.4f}}<extra></extra>"})
+        if branch.observed_curve:
+            steps, observed = zip(*branch.observed_curve)
+            data.append({"type": "scatter", "mode": "markers", "name": f"{branch.run} observed",
+                         "legendgroup": branch.run, "x": list(steps), "y": list(observed),
+                         "marker": {"color": colour, "size": 6},
+                         "hovertemplate": f"<b>{branch.run}</b> observed<br>step %{{x}}<br>lm loss %{{y:.4f}}"
+                                          "<extra></extra>"})
+    return {"data": data, "layout": _layout("cooldown branches: predicted (dashed) and logged training loss",
+                                            "iteration", "training loss")}

@@ -215,9 +215,37 @@ def fit_section(jobs: Sequence[Job], settings: FitSettings) -> str:
     return "".join(parts)
 
 
-def build_report(config: str, jobs: Sequence[Job], store, settings: FitSettings = FitSettings()) -> str:
+def predictions_section(jobs: Sequence[Job], law: str) -> str:
+    """Each cooldown branch's predicted final training loss (`orch predict CONFIG`) beside what it reached."""
+    from orchestrator.analysis.campaign_predict import predict_branches
+    from orchestrator.errors import UserError
+
+    title = f"<h2>Cooldown branches predicted ({_e(law)})</h2>"
+    try:
+        branches = predict_branches(jobs, law)
+    except UserError as error:
+        return f"{title}<p class=\"note\">not predicted: {_e(error)}</p>"
+    rows = []
+    for branch in branches:
+        error = (f"{(branch.loss - branch.observed) / branch.observed:+.2%}"
+                 if branch.loss is not None and branch.observed is not None else "")
+        rows.append([branch.run, f"{branch.resume_step} -> {branch.final_step}",
+                     "" if branch.loss is None else f"{branch.loss:.4f}",
+                     "" if branch.observed is None else f"{branch.observed:.4f}", error or branch.why_not])
+    parts = [title, "<p class=\"note\">Training loss at each branch's last step, by a law fitted to its pretrain run's "
+                    "log and its finished sibling branches; a finished branch is left out of its own fit.</p>",
+             _table(["branch", "steps", "predicted", "observed", "error (or why not predicted)"], rows)]
+    if interactive.available() and any(branch.predicted_curve for branch in branches):
+        parts.append(interactive.chart(interactive.prediction_figure(branches), "predictions", "cooldown predictions"))
+    return "".join(parts)
+
+
+def build_report(config: str, jobs: Sequence[Job], store, settings: FitSettings = FitSettings(),
+                 predict_law: str | None = None) -> str:
     generated = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     sections = [jobs_section(jobs, store), curves_section(jobs), lr_section(jobs), fit_section(jobs, settings)]
+    if predict_law:
+        sections.append(predictions_section(jobs, predict_law))
     library = interactive.library_script() if interactive.available() else ""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>orch report: {_e(config)}</title><style>{_STYLE}</style>{library}</head><body>"

@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--budget", type=positive_flops, action="append", default=[], metavar="FLOPS",
                         help="compute budgets to allocate (default: 10x and 100x the largest run's)")
     parser.add_argument("--irreducible", type=float, metavar="LOSS", help="the data's known entropy, if any")
+    parser.add_argument("--predict", choices=("mpl", "tissue"), metavar="LAW",
+                        help="add every cooldown branch's predicted loss curve beside its observed one, by this law "
+                             "(mpl or tissue; as `orch predict CONFIG`: a fit per branch, seconds each)")
     parser.set_defaults(handler=run_report)
 
 
@@ -40,7 +43,7 @@ def run_report(args: argparse.Namespace) -> int:
     store = StateStore.open_existing(campaign_state_dir(args.config, jobs))
     try:
         page = build_report(args.config, jobs, store, FitSettings(args.bootstrap, args.seed, tuple(args.budget),
-                                                                  args.irreducible))
+                                                                  args.irreducible), predict_law=args.predict)
     finally:
         if store is not None:
             store.close()
