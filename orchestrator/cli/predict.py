@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="curve,step: where to predict (default: every step of every curve without observations)")
     parser.add_argument("--law", choices=("mpl", "tissue"), default="mpl",
                         help="mpl: the Multi-Power Law (Luo et al. 2025), fitted as its authors fit it (default; about "
-                             "10-15 s); tissue: Tissue et al. 2024, L0 + A*S1^-alpha - C*S2 (about 2 s)")
+                             "9 s on 450 points); tissue: Tissue et al. 2024, L0 + A*S1^-alpha - C*S2 (about 2 s)")
     parser.add_argument("--bootstrap", type=non_negative_int, default=0, metavar="K",
                         help="K refits on resampled observations for 95%% intervals (default 0: none; each refit costs "
                              "a fit)")
