@@ -66,10 +66,12 @@ class RunCurve:
         return self.final_step in self.losses
 
     def decays(self) -> bool:
-        """Does its LR fall below its peak anywhere it was observed?"""
+        """Does its LR fall below its peak after reaching it (the warmup's rise aside)?"""
         lrs = self.curve(with_loss=False).lrs
-        return bool(len(lrs)) and float(lrs.min(initial=np.inf)) < float(lrs.max()) * (1 - 1e-9) and \
-            int(np.argmax(lrs)) < len(lrs) - 1
+        if not len(lrs):
+            return False
+        peak = int(np.argmax(lrs))
+        return float(lrs[peak:].min()) < float(lrs[peak]) * (1 - 1e-9)
 
 
 def _run_curves(jobs: Sequence[Job], keys: ResultKeys) -> tuple[dict[str, RunCurve], list]:
@@ -112,7 +114,7 @@ def predict_branches(jobs: Sequence[Job], law: str = "mpl", bootstrap: int = 0, 
                     if other.parent is report.parent and other.schedule.name != schedule.name
                     and curves[other.schedule.name].finished]
         training = [name for name in [report.parent.name, *siblings] if len(curves[name].curve().steps) >= MIN_OBSERVED]
-        if not any(curves[name].decays() and name != report.parent.name for name in training):
+        if not any(curves[name].decays() for name in training):
             result.why_not = ("no finished branch of its pretrain run to learn the drop from (a constant-LR curve "
                               "shows none)")
             continue
