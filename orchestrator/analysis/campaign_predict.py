@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -53,13 +54,21 @@ class RunCurve:
     final_step: int
     losses: dict[int, float]
 
+    @cached_property
+    def lrs(self) -> np.ndarray:
+        """The LR of optimizer steps 1..final: what `orch lr schedule` gives after 0..final-1 iterations."""
+        return np.array([lr for _step, lr in self.schedule.framework.curve(range(self.final_step), **self.schedule.params)])
+
+    @cached_property
+    def observed_steps(self) -> np.ndarray:
+        """Its own logged steps (a cooldown's after its resume step: before it, the log is its pretrain run's)."""
+        start = (self.schedule.resume_step or 0) if self.schedule.phase == "cooldown" else 0
+        return np.array(sorted(step for step in self.losses if start < step <= self.final_step), dtype=np.int64)
+
     def curve(self, steps: np.ndarray | None = None, with_loss: bool = True) -> Curve:
-        lrs = np.array([lr for _step, lr in self.schedule.framework.curve(range(self.final_step), **self.schedule.params)])
-        if steps is None:
-            start = (self.schedule.resume_step or 0) if self.schedule.phase == "cooldown" else 0
-            steps = np.array(sorted(step for step in self.losses if start < step <= self.final_step))
+        steps = self.observed_steps if steps is None else steps
         loss = np.array([self.losses[int(step)] for step in steps]) if with_loss else None
-        return Curve(self.schedule.name, 1, lrs, steps, loss)
+        return Curve(self.schedule.name, 1, self.lrs, steps, loss)
 
     @property
     def finished(self) -> bool:
@@ -67,7 +76,7 @@ class RunCurve:
 
     def decays(self) -> bool:
         """Does its LR fall below its peak after reaching it (the warmup's rise aside)?"""
-        lrs = self.curve(with_loss=False).lrs
+        lrs = self.lrs
         if not len(lrs):
             return False
         peak = int(np.argmax(lrs))
@@ -113,7 +122,7 @@ def predict_branches(jobs: Sequence[Job], law: str = "mpl", bootstrap: int = 0, 
         siblings = [other.schedule.name for other in branches
                     if other.parent is report.parent and other.schedule.name != schedule.name
                     and curves[other.schedule.name].finished]
-        training = [name for name in [report.parent.name, *siblings] if len(curves[name].curve().steps) >= MIN_OBSERVED]
+        training = [name for name in [report.parent.name, *siblings] if len(curves[name].observed_steps) >= MIN_OBSERVED]
         if not any(curves[name].decays() for name in training):
             result.why_not = ("no finished branch of its pretrain run to learn the drop from (a constant-LR curve "
                               "shows none)")

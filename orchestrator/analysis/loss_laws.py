@@ -54,10 +54,6 @@ class Curve:
         self.index = self.steps - self.first
         self.s1 = self.cumulative[self.index]
 
-    def at(self, steps: np.ndarray, loss: np.ndarray | None = None) -> "Curve":
-        """The same schedule evaluated at other steps."""
-        return Curve(self.name, self.first, self.lrs, steps, loss)
-
     # -- MPL's loss-drop term: the (observed step x LR change) matrix, blocked ---------------------------------
     def changes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(index k, eta_k - eta_{k-1}, eta_k) for every step whose LR differs from the step before."""

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.campaign.checkpoints import DEEPSPEED_TRACKER, inspect_checkpoints
+from orchestrator.campaign.checkpoints import DEEPSPEED_TRACKER, Checkpoint, inspect_checkpoints
 from orchestrator.files import write_atomically
 
 INCOMPLETE_DIR = ".incomplete"
@@ -40,21 +40,26 @@ class ResumePoint:
     """What was done to DeepSpeed's `latest` ("" when nothing)."""
 
 
-def newest_complete(run_dir: str | Path) -> tuple[int, Path] | None:
-    """(iteration, folder) of the newest complete training save of RUN_DIR (universal twins aside)."""
-    saves = [c for c in inspect_checkpoints(Path(run_dir) / "checkpoints") if c.complete and not c.universal]
+def _newest(verdicts: list[Checkpoint]) -> tuple[int, Path] | None:
+    saves = [c for c in verdicts if c.complete and not c.universal]
     if not saves:
         return None
     newest = max(saves, key=lambda checkpoint: checkpoint.iteration)
     return newest.iteration, newest.path
 
 
+def newest_complete(run_dir: str | Path) -> tuple[int, Path] | None:
+    """(iteration, folder) of the newest complete training save of RUN_DIR (universal twins aside)."""
+    return _newest(inspect_checkpoints(Path(run_dir) / "checkpoints"))
+
+
 def resume_point(run_dir: str | Path, dry_run: bool = False) -> ResumePoint:
     """The save a restarted trainer must load; moves dead saves above it aside unless `dry_run`."""
     checkpoints = Path(run_dir) / "checkpoints"
-    found = newest_complete(run_dir)
+    verdicts = inspect_checkpoints(checkpoints)  # every file of every save read once
+    found = _newest(verdicts)
     iteration, folder = found if found else (None, None)
-    dead = [c for c in inspect_checkpoints(checkpoints)
+    dead = [c for c in verdicts
             if not c.complete and not c.universal and not c.path.is_symlink()
             and (iteration is None or c.iteration > iteration)]
     moved = []

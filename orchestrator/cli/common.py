@@ -15,12 +15,17 @@ if TYPE_CHECKING:
     from orchestrator.scheduler.base import NodeGpus, Scheduler
 
 
-def add_job_selection_arguments(parser: argparse.ArgumentParser, command_help: str | None = None) -> None:
+def add_job_selection_arguments(parser: argparse.ArgumentParser, command_help: str | None = None,
+                                config_help: str | None = None) -> None:
     """CONFIG, AutoExperiment's `-f KEY=VALUE` fixes and positional `KEY=V1,V2` filters.
 
-    With `command_help`, a positional CMD (a shell command formatted per job) comes right after CONFIG.
+    With `command_help`, a positional CMD (a shell command formatted per job) comes right after CONFIG. With
+    `config_help`, CONFIG is optional (a command that also works without a campaign) and described so.
     """
-    parser.add_argument("config", metavar="CONFIG", help="campaign YAML file")
+    if config_help:
+        parser.add_argument("config", metavar="CONFIG", nargs="?", help=config_help)
+    else:
+        parser.add_argument("config", metavar="CONFIG", help="campaign YAML file")
     if command_help:
         parser.add_argument("command", metavar="CMD", help=command_help)
     parser.add_argument(

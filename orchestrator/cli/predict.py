@@ -17,7 +17,7 @@ import csv
 import json
 import sys
 
-from orchestrator.cli.common import non_negative_int, require_science, selected_jobs
+from orchestrator.cli.common import add_job_selection_arguments, non_negative_int, require_science, selected_jobs
 from orchestrator.errors import UserError
 
 PREDICT_JSON_VERSION = 1  # docs/json.md
@@ -29,14 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "predict other LR schedules",
         description="Fits a loss law that knows the LR schedule to the observed curves and predicts the loss at every "
                     "requested step of any schedule. One model size per call: the law's constants belong to one model.")
-    parser.add_argument("config", metavar="CONFIG", nargs="?",
-                        help="a campaign: predict every cooldown branch's final loss from its training logs")
-    parser.add_argument("filters", metavar="KEY=V1,V2", nargs="*", default=[],
-                        help="campaign: keep only jobs whose KEY is one of the values")
-    parser.add_argument("-f", "--fix", dest="fixes", metavar="KEY=VALUE", action="append", default=[],
-                        help="campaign: fix a value before expansion (as orch plan)")
-    parser.add_argument("-F", "--fix-typed", dest="typed_fixes", metavar="KEY=VALUE", action="append", default=[],
-                        help="campaign: like -f, typed as YAML would type it")
+    add_job_selection_arguments(parser, config_help="a campaign: predict every cooldown branch's final loss from its "
+                                                     "training logs")
     parser.add_argument("--schedules", metavar="S.csv",
                         help="curve,step,lr: the LR of every optimizer step of every curve, observed and to predict "
                              "(`orch lr schedule --csv` prints a curve's)")
@@ -97,8 +91,9 @@ def run_predict(args: argparse.Namespace) -> int:
             writer.writerow([curve, step, f"{value:.6g}", *([f"{low:.6g}", f"{high:.6g}"] if fitted.bootstrap else [])])
         return 0
     print(summary)
+    last_rows = {row[0]: row for row in rows}  # rows run in step order within each curve
     for curve in targets:
-        last = [row for row in rows if row[0] == curve.name][-1]
+        last = last_rows[curve.name]
         interval = f" [{last[3]:.4f}, {last[4]:.4f}]" if last[3] is not None else ""
         print(f"  {curve.name}: step {last[1]} loss {last[2]:.4f}{interval}  ({len(curve.steps)} step(s) predicted; "
               "--csv prints every one)")
