@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -115,6 +116,23 @@ def test_processes_in_sessions_of_their_own_end_with_the_job(scheduler: LocalSch
     final = wait_for(scheduler, job_id, ended, timeout=60)
     assert final.state is {"cancel": S.CANCELLED, "timeout": S.TIMEOUT, "script ends": S.COMPLETED}[ending]
     assert _gone_soon(rank)
+
+
+def test_a_job_is_its_token_entry_not_a_variable_ending_in_it() -> None:
+    from orchestrator.scheduler.local_processes import JOB_TOKEN_VARIABLE, job_processes
+
+    token = f"/state#{os.getpid()}"
+    ours = subprocess.Popen(["sleep", "30"], env={JOB_TOKEN_VARIABLE: token})
+    other = subprocess.Popen(["sleep", "30"], env={f"X_{JOB_TOKEN_VARIABLE}": token, "A": "1"})
+    try:
+        deadline = time.monotonic() + 10
+        while ours.pid not in job_processes(token) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert job_processes(token) == [ours.pid]
+    finally:
+        for process in (ours, other):
+            process.kill()
+            process.wait()
 
 
 def test_cancel_running_and_pending(scheduler: LocalScheduler, tmp_path: Path) -> None:

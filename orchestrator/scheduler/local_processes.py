@@ -20,14 +20,14 @@ def job_token(state_dir: str, job_id: str) -> str:
 
 def job_processes(token: str) -> list[int]:
     """Pids of the live processes whose environment holds `token` (this process excluded)."""
-    needle = f"{JOB_TOKEN_VARIABLE}={token}".encode() + b"\0"
+    needle = b"\0" + f"{JOB_TOKEN_VARIABLE}={token}".encode() + b"\0"  # the whole entry, not a tail of another
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == os.getpid():
             continue
         try:
             with open(f"/proc/{name}/environ", "rb") as handle:
-                if needle in handle.read() + b"\0":
+                if needle in b"\0" + handle.read() + b"\0":
                     found.append(int(name))
         except OSError:  # gone, or another user's
             continue
