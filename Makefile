@@ -30,14 +30,14 @@ $(REAL_VENV)/.installed: $(REAL_REQUIREMENTS)
 	$(REAL_VENV)/bin/python -m pip install -q -r $(REAL_REQUIREMENTS)
 	touch $@
 
-# The quickstart campaign on the local scheduler: 60 real jobs (tinylm pretrain, cooldown branches,
+# The quickstart campaign on the local scheduler: 96 real jobs (tinylm pretrain, cooldown branches,
 # convert+eval of every checkpoint), then the collected results, the scaling law fitted to the run ends
 # (its E beside the grammar's true entropy) and the campaign report. Re-running resumes: done jobs stay done.
 demo: install
 	$(ORCH) build-and-run configs/quickstart.yaml --scheduler local --max-jobs 4 --poll-secs 2
 	$(ORCH) results configs/quickstart.yaml --params EXP,PHASE_TAG --plot runs/quickstart/val_loss.png
 	$(ORCH) fit configs/quickstart.yaml --irreducible $$($(PY) examples/tinylm/grammar.py --entropy) \
-		--budget 1e12 --budget 1e13 --plot runs/quickstart/fit.png
+		--budget 1e11 --budget 1e12 --plot runs/quickstart/fit.png
 	$(ORCH) report configs/quickstart.yaml -o runs/quickstart/report.html \
 		--irreducible $$($(PY) examples/tinylm/grammar.py --entropy)
 

@@ -29,6 +29,7 @@ SPECIAL_KEYS: frozenset[str] = frozenset(
         "probe_timeout_secs",
         "progress_regex",
         "fail_regex",
+        "node_fault_regex",
     }
 )
 
@@ -47,6 +48,13 @@ MIN_SENSIBLE_FREEZE_SECS = 600.0
 # Without `progress_regex`, how the monitor tells that an attempt which ended cleanly without its termination
 # rule made progress: a new Megatron-style `iteration N` value (Megatron-LM, Megatron-DeepSpeed, tinylm).
 DEFAULT_PROGRESS_MARK = r"\biteration\s+(\d+)"
+# Output that means the node failed the job, not the job itself: the attempt's nodes are excluded from later
+# submissions (state.bad_nodes). NCCL's system and remote errors (a NIC or a peer gone), the interconnect's
+# "Communication connection failure" (as oellm-autoexp's Leonardo config catches it), ECC errors, a GPU lost from
+# the bus, and a device that is missing or held by a stale process. Set `node_fault_regex: ""` to turn it off.
+DEFAULT_NODE_FAULT_REGEX = (r"ncclSystemError|ncclRemoteError|NCCL error.*(?:unhandled system error|remote process exited)"
+                            r"|Communication connection failure|ECC error|GPU has fallen off the bus"
+                            r"|CUDA-capable device\(s\) (?:is|are) busy or unavailable|no CUDA-capable device is detected")
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,8 @@ class Job:
     (its first group, else the whole match) counts as life for the freeze rule."""
     fail_regex: str = ""
     """Regex for output that means the run is lost (e.g. `lm loss: nan`): the job is cancelled, a failure."""
+    node_fault_regex: str = DEFAULT_NODE_FAULT_REGEX
+    """Regex for output that blames the node (DEFAULT_NODE_FAULT_REGEX): the attempt's nodes are marked bad."""
 
     @property
     def effective_freeze_secs(self) -> float:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A real one-node Slurm cluster with accounting and preemption, for the tests (root, no systemd).
+# A real Slurm cluster with accounting and preemption on this machine, for the tests (root, no systemd): node
+# <host> in every partition, and a second slurmd as node <host>-b in the partition `pair` (node-fault tests).
 #
 #   scripts/slurm-test-cluster.sh start               install if missing, configure, start; no-op when up
 #   scripts/slurm-test-cluster.sh stop                stop every daemon this script started
@@ -8,8 +9,8 @@
 #   scripts/slurm-test-cluster.sh stop-controller     stop only slurmctld ("controller down" tests)
 #   scripts/slurm-test-cluster.sh start-controller    start slurmctld again (jobs come back with their state)
 #   scripts/slurm-test-cluster.sh restart-controller  both of the above
-#   scripts/slurm-test-cluster.sh stop-slurmd         stop only slurmd (node failure tests)
-#   scripts/slurm-test-cluster.sh start-slurmd        start slurmd again and wait for the node
+#   scripts/slurm-test-cluster.sh stop-slurmd         stop only <host>'s slurmd (node failure tests)
+#   scripts/slurm-test-cluster.sh start-slurmd        start it again and wait for the node
 #
 # Self-contained: everything lives under $ORCH_SLURM_TEST_DIR (default /var/lib/orch-slurm-test): its own
 # slurm.conf and slurmdbd.conf (clients and daemons are pointed at them with SLURM_CONF / -f), its own munged
@@ -34,13 +35,19 @@ LOG_DIR=$BASE/log
 RUN_DIR=$BASE/run
 CTLD_SPOOL=$BASE/spool/slurmctld
 SLURMD_SPOOL=$BASE/spool/slurmd
+HOST=$(hostname -s)
+# A second node, `<host>-b`, from a second slurmd on this machine (Debian builds Slurm with multiple-slurmd support):
+# only in the partition `pair`, so every other test sees the one node it always saw. Node faults are tested there.
+NODE2=$HOST-b
 MUNGE_DIR=$BASE/munge
 MUNGE_SOCKET=$MUNGE_DIR/munge.socket
 MUNGE_KEY=$MUNGE_DIR/munge.key
 DB_DIR=$BASE/mysql
 DB_SOCKET=$RUN_DIR/mysqld.sock
 CTLD_PID=$RUN_DIR/slurmctld.pid
-SLURMD_PID=$RUN_DIR/slurmd.pid
+SLURMD_PID=$RUN_DIR/slurmd-$HOST.pid
+SLURMD2_PID=$RUN_DIR/slurmd-$NODE2.pid
+LEGACY_SLURMD_PID=$RUN_DIR/slurmd.pid  # a one-node cluster started by an older version of this script
 DBD_PID=$RUN_DIR/slurmdbd.pid
 MUNGE_PID=$MUNGE_DIR/munged.pid
 DB_PID=$RUN_DIR/mariadbd.pid
@@ -53,6 +60,7 @@ CTLD_PORT=${ORCH_SLURM_TEST_PORT_BASE:-16817}
 SLURMD_PORT=$((CTLD_PORT + 1))
 DBD_PORT=$((CTLD_PORT + 2))
 DB_PORT=$((CTLD_PORT + 3))
+SLURMD2_PORT=$((CTLD_PORT + 4))
 DB_USER=slurm
 DB_PASS=orchtest
 SLURMD_TIMEOUT=10  # seconds a silent slurmd is given before its node is down (NODE_FAIL tests)
@@ -100,7 +108,7 @@ install_packages() {
 }
 
 make_dirs() {
-    install -d -m 755 "$BASE" "$CONF_DIR" "$LOG_DIR" "$RUN_DIR" "$BASE/spool" "$CTLD_SPOOL" "$SLURMD_SPOOL"
+    install -d -m 755 "$BASE" "$CONF_DIR" "$LOG_DIR" "$RUN_DIR" "$BASE/spool" "$CTLD_SPOOL" "$SLURMD_SPOOL-$HOST" "$SLURMD_SPOOL-$NODE2"
     install -d -o munge -g munge -m 700 "$MUNGE_DIR"
 }
 
@@ -186,8 +194,7 @@ EOF
 }
 
 write_config() {
-    local node_line host memory
-    host=$(hostname -s)
+    local node_line host=$HOST memory
     # `slurmd -C` prints this machine's real node line; its memory is kept, its CPUs are not: with
     # preemption configured Slurm no longer lets jobs share a CPU (OverSubscribe), so the node declares
     # NODE_CPUS CPUs (SlurmdParameters=config_overrides accepts more than the machine has) and the tests'
@@ -195,17 +202,17 @@ write_config() {
     node_line=$(slurmd -C | grep '^NodeName=')
     [[ -n $node_line ]] || die "slurmd -C printed no NodeName line"
     memory=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$node_line")
-    node_line="NodeName=$host CPUs=$NODE_CPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$NODE_CPUS ThreadsPerCore=1 RealMemory=${memory:-1000} Gres=gpu:$NODE_GPUS"
+    node_line="CPUs=$NODE_CPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$NODE_CPUS ThreadsPerCore=1 RealMemory=${memory:-1000} Gres=gpu:$NODE_GPUS"
     # GPUs for GPU-hour accounting: plain files stand in for the device files (TaskPlugin=task/none
     # constrains no devices), so --gres/--gpus requests are scheduled and sacct's AllocTRES has gres/gpu.
     mkdir -p "$BASE/dev"
     for ((i = 0; i < NODE_GPUS; i++)); do : >"$BASE/dev/gpu$i"; done
     write_if_changed "$CONF_DIR/gres.conf" 644 <<EOF || true
 # Written by scripts/slurm-test-cluster.sh. Fake devices: see write_config.
-NodeName=$host Name=gpu File=$BASE/dev/gpu[0-$((NODE_GPUS - 1))]
+NodeName=$host,$NODE2 Name=gpu File=$BASE/dev/gpu[0-$((NODE_GPUS - 1))]
 EOF
     write_if_changed "$CONF" 644 <<EOF
-# Written by scripts/slurm-test-cluster.sh (orch's one-node test cluster). Edits are overwritten.
+# Written by scripts/slurm-test-cluster.sh (orch's test cluster). Edits are overwritten.
 ClusterName=$CLUSTER
 SlurmctldHost=$host
 SlurmctldPort=$CTLD_PORT
@@ -240,17 +247,20 @@ ReturnToService=2
 SlurmdTimeout=$SLURMD_TIMEOUT
 SlurmdParameters=config_overrides
 StateSaveLocation=$CTLD_SPOOL
-SlurmdSpoolDir=$SLURMD_SPOOL
+# %n: each slurmd (one per node name) has its own spool, pid file and log.
+SlurmdSpoolDir=$SLURMD_SPOOL-%n
 SlurmctldPidFile=$CTLD_PID
-SlurmdPidFile=$SLURMD_PID
+SlurmdPidFile=$RUN_DIR/slurmd-%n.pid
 SlurmctldLogFile=$LOG_DIR/slurmctld.log
-SlurmdLogFile=$LOG_DIR/slurmd.log
+SlurmdLogFile=$LOG_DIR/slurmd-%n.log
 SchedulerType=sched/backfill
-$node_line State=UNKNOWN
-PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=1 PreemptMode=OFF
-PartitionName=low Nodes=ALL MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=1 PreemptMode=REQUEUE
-PartitionName=lowcancel Nodes=ALL MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=1 PreemptMode=CANCEL
-PartitionName=high Nodes=ALL MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=2 PreemptMode=OFF
+NodeName=$host $node_line State=UNKNOWN
+NodeName=$NODE2 NodeHostname=$host Port=$SLURMD2_PORT $node_line State=UNKNOWN
+PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=1 PreemptMode=OFF
+PartitionName=low Nodes=$host MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=1 PreemptMode=REQUEUE
+PartitionName=lowcancel Nodes=$host MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=1 PreemptMode=CANCEL
+PartitionName=high Nodes=$host MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=2 PreemptMode=OFF
+PartitionName=pair Nodes=$host,$NODE2 MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=1 PreemptMode=OFF
 EOF
 }
 
@@ -290,8 +300,14 @@ start_controller() {
 
 start_slurmd() {
     live_pid "$SLURMD_PID" slurmd >/dev/null && return
-    log "starting slurmd"
-    slurmd -f "$CONF" 9>&-
+    log "starting slurmd ($HOST)"
+    slurmd -f "$CONF" -N "$HOST" 9>&-
+}
+
+start_slurmd2() {
+    live_pid "$SLURMD2_PID" slurmd >/dev/null && return
+    log "starting slurmd ($NODE2)"
+    slurmd -f "$CONF" -N "$NODE2" 9>&-
 }
 
 stop_pidfile() {
@@ -306,23 +322,26 @@ stop_pidfile() {
     kill -9 "$pid" 2>/dev/null || true
 }
 
-node_state() {
-    timeout 15 sinfo -h -N -p "$PARTITION" -o '%T' 2>/dev/null | head -n1
+node_state() {  # node_state [NODE]
+    timeout 15 sinfo -h -N -n "${1:-$HOST}" -o '%T' 2>/dev/null | head -n1
 }
 
-wait_ready() {
-    local deadline=$((SECONDS + READY_TIMEOUT_SECS)) state=""
-    while ((SECONDS < deadline)); do
-        state=$(node_state || true)
-        case $state in
-            idle|mixed|allocated|completing) log "node is $state"; return 0 ;;
-            down*|drain*|drained*|fail*)
-                # A node marked down by an earlier stop comes back once slurmd is up again.
-                scontrol update NodeName="$(hostname -s)" State=RESUME >/dev/null 2>&1 || true ;;
-        esac
-        sleep 0.5
+wait_ready() {  # wait_ready [NODE...]: every node named (default: the first) takes jobs
+    local deadline=$((SECONDS + READY_TIMEOUT_SECS)) state="" node
+    local nodes=("${@:-$HOST}")
+    for node in "${nodes[@]}"; do
+        while ((SECONDS < deadline)); do
+            state=$(node_state "$node" || true)
+            case $state in
+                idle|mixed|allocated|completing) log "node $node is $state"; continue 2 ;;
+                down*|drain*|drained*|fail*)
+                    # A node marked down by an earlier stop comes back once slurmd is up again.
+                    scontrol update NodeName="$node" State=RESUME >/dev/null 2>&1 || true ;;
+            esac
+            sleep 0.5
+        done
+        die "node $node not ready after ${READY_TIMEOUT_SECS}s (sinfo says '${state:-nothing}'); see $LOG_DIR/slurmctld.log and $LOG_DIR/slurmd-$node.log"
     done
-    die "node not ready after ${READY_TIMEOUT_SECS}s (sinfo says '${state:-nothing}'); see $LOG_DIR/slurmctld.log and $LOG_DIR/slurmd.log"
 }
 
 cmd_start() {
@@ -340,15 +359,20 @@ cmd_start() {
         # A new config: daemons started with an older one must re-read it (a restart, not a reconfigure,
         # is what makes slurmctld pick up AccountingStorageEnforce).
         stop_pidfile slurmd "$SLURMD_PID"
+        stop_pidfile slurmd "$SLURMD2_PID"
+        stop_pidfile slurmd "$LEGACY_SLURMD_PID"
         stop_pidfile slurmctld "$CTLD_PID"
     fi
     start_controller
     start_slurmd
-    wait_ready
+    start_slurmd2
+    wait_ready "$HOST" "$NODE2"
 }
 
 cmd_stop() {
     stop_pidfile slurmd "$SLURMD_PID"
+    stop_pidfile slurmd "$SLURMD2_PID"
+    stop_pidfile slurmd "$LEGACY_SLURMD_PID"
     stop_pidfile slurmctld "$CTLD_PID"
     stop_pidfile slurmdbd "$DBD_PID"
     stop_pidfile mariadbd "$DB_PID"
@@ -357,7 +381,7 @@ cmd_stop() {
 
 cmd_status() {
     local what pid
-    for what in "munged:$MUNGE_PID" "mariadbd:$DB_PID" "slurmdbd:$DBD_PID" "slurmctld:$CTLD_PID" "slurmd:$SLURMD_PID"; do
+    for what in "munged:$MUNGE_PID" "mariadbd:$DB_PID" "slurmdbd:$DBD_PID" "slurmctld:$CTLD_PID" "slurmd:$SLURMD_PID" "slurmd:$SLURMD2_PID"; do
         pid=$(live_pid "${what#*:}" "${what%%:*}") || pid="not running"
         echo "${what%%:*}: $pid"
     done

@@ -46,7 +46,7 @@ def _job(config: str, name: str, **fixes: str):
 
 
 @pytest.mark.parametrize("config, name, tracker, text", [
-    ("configs/quickstart.yaml", "h32_lr0.01_pretrain_convert_eval", "latest_checkpointed_iteration.txt", "800"),
+    ("configs/quickstart.yaml", "h32_lr0.01_pretrain_convert_eval", "latest_checkpointed_iteration.txt", "1600"),
     ("configs/gpt2_deepspeed.yaml", "h32_pretrain_convert_eval", "global_step300/.whole", "global_step300"),
 ])
 def test_the_final_save_is_converted_when_it_appears_between_claim_and_finish_check(

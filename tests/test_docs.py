@@ -104,10 +104,11 @@ def campaign(tmp_path: Path) -> Path:
 
 def test_plan_json_has_the_documented_keys_and_no_option_names(campaign):
     document = orch(campaign, "plan", "c.yaml", "--json")
-    top, estimate = documented_keys("orch plan")
+    top, estimate, predicted = documented_keys("orch plan")
     assert set(document) == top
     job = document["jobs"][0]
     assert set(job["orch_estimate"]) == estimate
+    assert job["orch_predicted"] is None  # nothing predicted here; tests/test_predict_campaign.py marks a branch
     assert job["PHASE"] == "pretrain" and "pretrain" not in job and job["STEPS"] == 10
 
 

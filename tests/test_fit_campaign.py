@@ -254,3 +254,18 @@ def test_fit_says_when_it_keeps_unannealed_ends(campaign: Path) -> None:
         assert "one per finished run end, annealed or not (--keep-unannealed)" in kept, source
         assert "annealed run end" not in orch("fit", source, "--bootstrap", "0", "--points", "all",
                                                 cwd=campaign).stdout.split("\n")[1]
+
+
+def test_compute_optimal_rows_say_when_they_extrapolate_or_undercut_the_known_floor(campaign: Path) -> None:
+    fitted = json.loads(orch("fit", "c.yaml", "--json", "--bootstrap", "0", cwd=campaign).stdout)
+    # The largest fitted run: 320k parameters x 500 steps x 4096 tokens; 6ND = 3.9e12.
+    largest = 6 * SIZES["l"] * 500 * TOKENS_PER_STEP
+    floor_above_e = fitted["E"] + 0.5  # a "known entropy" the law's far rows fall below
+    table = orch("fit", "c.yaml", "--bootstrap", "0", "--budget", f"{largest / 10:g}", "--budget", f"{largest * 1e6:g}",
+                 "--irreducible", f"{floor_above_e:.6f}", cwd=campaign)
+    assert table.returncode == 0, table.stderr
+    rows = table.stdout.split("compute-optimal allocation")[1].splitlines()[2:4]
+    inside, beyond = rows
+    assert "extrapolated" not in inside and "below the known entropy" not in inside
+    assert "1e+06x the largest run's 6ND: extrapolated" in beyond
+    assert float(beyond.split()[4]) < floor_above_e and "below the known entropy" in beyond

@@ -89,7 +89,7 @@ class CountingScheduler:
     def __init__(self) -> None:
         self.submitted: list[str] = []
 
-    def submit(self, job: Job) -> str:
+    def submit(self, job: Job, exclude=()) -> str:
         self.submitted.append(job.name)
         return str(100 + len(self.submitted))
 

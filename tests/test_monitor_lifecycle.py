@@ -191,7 +191,7 @@ CASES = [
      {"observation": obs(S.OUT_OF_MEMORY)}, ["end:OUT_OF_MEMORY!", "->waiting", "Submit"]),
     ("crash loop: third failure in a row gives up", {},
      JobView("j", JobState.RUNNING, scheduler_id="100", consecutive_failures=2),
-     {"observation": obs(S.NODE_FAIL)}, ["end:NODE_FAIL!", "->failed"]),
+     {"observation": obs(S.NODE_FAIL)}, ["end:NODE_FAIL!", "MarkBadNodes", "->failed"]),
     ("max_failures=1 gives up at once", {"max_failures": 1}, RUNNING_VIEW, {"observation": obs(S.FAILED, 3)},
      ["end:FAILED!", "->failed"]),
     ("left the queue but finished: done", {"termination_str": "END"}, RUNNING_VIEW,

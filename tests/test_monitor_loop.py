@@ -37,7 +37,7 @@ class FakeScheduler:
         self.submit_limit: int | None = None  # MaxSubmitJobs: refuse while this many are active
         self.refused_for_limit = 0
 
-    def submit(self, job: Job) -> str:
+    def submit(self, job: Job, exclude=()) -> str:
         if self.down:
             raise SchedulerUnavailable("sbatch: Unable to contact slurm controller")
         if self.refuse:

@@ -131,3 +131,70 @@ def test_the_report_shows_each_branch_predicted_beside_what_it_reached(tmp_path)
         assert float(predicted) == pytest.approx(float(observed), abs=2e-4), run
     assert rows[3][4] == "" and rows[3][3]  # planned: predicted, nothing observed yet
     assert 'id="predictions"' in section and "cd3500 predicted" in section
+
+
+GPU_TEMPLATE = "#!/bin/bash\n#SBATCH --nodes=1\n#SBATCH --gres=gpu:4\n#SBATCH --time=02:00:00\necho {name}\n"
+
+
+def _orch(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_tight_prediction_replaces_the_unstarted_branch_and_plan_counts_the_gpu_hours_saved(tmp_path):
+    _campaign_with_logs(tmp_path)
+    (tmp_path / "job.sbatch").write_text(GPU_TEMPLATE)  # 4 GPUs x 2 h: 8 GPU-hours a job
+    before = _orch(tmp_path, "plan", "campaign.yaml")
+    assert before.returncode == 0, before.stderr
+    assert "GPU-hours (each job's time limit x GPUs, one attempt each): 40.0" in before.stdout
+
+    # The rule's boundary: the unstarted branch's own 95% interval width (relative), from the same seeded bootstrap.
+    seen = _orch(tmp_path, "predict", "campaign.yaml", "--law", "tissue", "--bootstrap", "20", "--json")
+    branch = {b["run"]: b for b in json.loads(seen.stdout)["branches"]}["runs/m64/cd3500"]
+    width = (branch["high"] - branch["low"]) / branch["loss"]
+    too_tight = _orch(tmp_path, "predict", "campaign.yaml", "--law", "tissue", "--bootstrap", "20",
+                      "--skip-within", f"{width * 0.99:.12g}", "--scheduler", "local")
+    assert too_tight.returncode == 0, too_tight.stderr
+    assert "nothing marked" in too_tight.stdout and not (tmp_path / ".orch").exists()
+
+    marked = _orch(tmp_path, "predict", "campaign.yaml", "--law", "tissue", "--bootstrap", "20", "--skip-within",
+                   f"{width * 1.01:.12g}", "--scheduler", "local")
+    assert marked.returncode == 0, marked.stderr
+    # Only the branch that has not started: the finished ones are observed, not predicted.
+    assert "1 branch(es) predicted instead of run" in marked.stdout
+    assert "runs/m64/cd3500: predicted instead of run: final loss" in marked.stdout
+
+    status = _orch(tmp_path, "status", "campaign.yaml", "--json")
+    assert status.returncode == 0, status.stderr
+    states = {job["name"]: job for job in json.loads(status.stdout)["jobs"]}
+    assert states["m64_cd3500"]["state"] == "cancelled" and "predicted instead of run" in states["m64_cd3500"]["reason"]
+    assert all(states[name]["state"] != "cancelled" for name in states if name != "m64_cd3500")
+
+    after = _orch(tmp_path, "plan", "campaign.yaml")
+    assert after.returncode == 0, after.stderr
+    row = next(line for line in after.stdout.splitlines() if line.startswith("m64_cd3500"))
+    assert "predicted" in row.split()
+    assert "GPU-hours (each job's time limit x GPUs, one attempt each): 32.0" in after.stdout
+    assert "predicted instead of run: 1 job(s) of 1 branch(es)" in after.stdout and "8.0 GPU-hours saved" in after.stdout
+    document = json.loads(_orch(tmp_path, "plan", "campaign.yaml", "--json").stdout)
+    predicted = {job["name"]: job["orch_predicted"] for job in document["jobs"]}
+    assert predicted["m64_cd1000"] is None and set(predicted["m64_cd3500"]) == documented_keys("orch plan")[2]
+    truth = float(tissue(TRUTH, Curve("c", 1, _lrs(5250, 1750), np.array([5250])))[0])
+    assert predicted["m64_cd3500"]["loss"] == pytest.approx(truth, rel=1e-3)
+    assert predicted["m64_cd3500"]["low"] <= predicted["m64_cd3500"]["loss"] <= predicted["m64_cd3500"]["high"]
+
+    # Run after all (its output appears): no longer shown as predicted, its GPU-hours count again.
+    (tmp_path / "runs/m64/cd3500").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "runs/m64/cd3500/train.out").write_text("started\n")
+    rerun = _orch(tmp_path, "plan", "campaign.yaml")
+    assert "predicted instead of run" not in rerun.stdout and "one attempt each): 40.0" in rerun.stdout
+
+
+def test_the_rule_needs_intervals_and_refuses_without_them(tmp_path):
+    _campaign_with_logs(tmp_path)
+    refused = _orch(tmp_path, "predict", "campaign.yaml", "--law", "tissue", "--skip-within", "0.5%")
+    assert refused.returncode == 2 and "--bootstrap 20" in refused.stderr and "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    bad = _orch(tmp_path, "predict", "campaign.yaml", "--skip-within", "150%")
+    assert bad.returncode == 2 and "--skip-within" in bad.stderr
+    assert not (tmp_path / ".orch").exists()  # nothing written

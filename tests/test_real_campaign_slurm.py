@@ -11,6 +11,7 @@ convert job would have failed and been resubmitted).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections import Counter
 
@@ -45,6 +46,9 @@ def test_real_campaign_on_slurm(slurm_cluster, slurm_job_prefix, real_stack, tmp
     ended = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "--name", drill], capture_output=True,
                            text=True, timeout=60).stdout.split()
     assert ended == ["TIMEOUT", "COMPLETED"]
+    # The monitor told the kill mid-save from a graceful ending, from the trainer's own save lines.
+    assert re.search(r"running -> waiting: \d+ ended TIMEOUT \(killed while saving iteration 200: that save is "
+                     r"incomplete \(the run's last whole save: iteration 100\)\)", result.stdout), result.stdout[-4000:]
 
     run_dir = tmp_path / "runs" / "gpt2_deepspeed" / f"{slurm_job_prefix}h32"
     # The dead save was moved aside, whole files and a truncated shard as the real writer left them.

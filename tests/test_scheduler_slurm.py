@@ -348,3 +348,39 @@ def test_real_controller_stopped_then_back(slurm_cluster, slurm_job_prefix: str,
         slurm_cluster.control("start-controller")
     # Back up: the job is still known, with its state.
     assert scheduler.query([job_id], [])[job_id].state.is_active
+
+
+def test_the_nodes_of_a_job_come_from_sacct_expanded_by_scontrol() -> None:
+    runner = ReplayRunner({"scontrol show config": recorded("scontrol_show_config"), "sacct": recorded("sacct_nodelist"),
+                           "scontrol show hostnames": recorded("scontrol_show_hostnames")})
+    assert SlurmScheduler(runner=runner).nodes_of("41") == ["vm", "vm-b"]  # the recording expanded `vm,vm-b`
+    assert runner.calls[1] == ["sacct", "-n", "-X", "-P", "-j", "41", "-o", "NodeList"]
+    assert runner.calls[2] == ["scontrol", "show", "hostnames", "vm"]
+    never_ran = ReplayRunner({"scontrol show config": recorded("scontrol_show_config"),
+                              "sacct": recorded("sacct_nodelist_never_ran")})
+    assert SlurmScheduler(runner=never_ran).nodes_of("42") == [] and len(never_ran.calls) == 2  # nothing to expand
+    assert slurm_parse.parse_node_list(recorded("squeue_nodelist").stdout) == "vm"
+
+
+def test_a_submission_with_excluded_nodes_passes_them_to_sbatch(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def submit(argv: Sequence[str]) -> CommandResult:
+        seen.append(argv[2])
+        return recorded("sbatch_plain")
+
+    job = make_job(tmp_path, "j", "true")
+    SlurmScheduler(runner=ReplayRunner({"submit": submit})).submit(job, exclude=["vm", "vm-b"])
+    assert seen == [f"sbatch --exclude=vm,vm-b {job.sbatch_script}"]
+
+
+def test_a_refusal_for_want_of_nodes_is_told_apart_only_when_nodes_were_excluded(tmp_path: Path) -> None:
+    from orchestrator.scheduler.base import SubmitExcludedAll
+
+    job = make_job(tmp_path, "j", "true")
+    refused = ReplayRunner({"submit": recorded("sbatch_every_node_excluded")})
+    with pytest.raises(SubmitExcludedAll):
+        SlurmScheduler(runner=refused).submit(job, exclude=["vm"])
+    with pytest.raises(SubmitError) as plain:  # the same words without an exclusion: the request itself is at fault
+        SlurmScheduler(runner=refused).submit(job)
+    assert not isinstance(plain.value, SubmitExcludedAll)

@@ -103,9 +103,13 @@ def test_grammar_is_a_pure_function_of_its_seed():
 def test_backprop_matches_finite_differences():
     config = ModelConfig(vocab_size=7, hidden_size=5, num_layers=2, context=2)
     rng = np.random.default_rng(0)
-    params = init_params(config, rng)
+    trained = init_params(config, rng)
+    assert {value.dtype for value in trained.values()} == {np.dtype(np.float32)}  # what training uses
+    # Finite differences of 1e-6 need float64; the backprop is the same code in either precision.
+    params = {name: value.astype(np.float64) for name, value in trained.items()}
     tokens = rng.integers(0, 7, size=(3, 9))
     _, grads = loss_and_grads(params, config, tokens)
+    assert {grad.dtype for grad in grads.values()} == {np.dtype(np.float64)}
     for name, value in params.items():
         for index in [tuple(rng.integers(0, n) for n in value.shape) for _ in range(3)]:
             saved = value[index]

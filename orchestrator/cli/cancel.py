@@ -42,21 +42,27 @@ def cancelled_by() -> str:
 
 
 def handle_cancel(args: argparse.Namespace) -> int:
+    jobs = selected_jobs(args)
+    return cancel_campaign_jobs(args.config, jobs, args.scheduler, f"cancelled by {cancelled_by()} (`orch cancel`)",
+                                args.wait)
+
+
+def cancel_campaign_jobs(config: str, jobs: list, scheduler_name: str | None, reason: str, wait_secs: float) -> int:
+    """Cancel these jobs of the campaign with `reason` (shown by `orch status`): directly when no monitor holds the
+    campaign, else by a request its monitor carries out. Prints the outcome; 1 when it was not carried out in full."""
     from orchestrator.monitor.user_cancel import cancel_jobs
     from orchestrator.state import StateStore
     from orchestrator.state.lock import acquire_writer
 
-    jobs = selected_jobs(args)
     scripts = {job.name: job.sbatch_script for job in jobs}
-    directory = campaign_state_dir(args.config, jobs)
-    reason = f"cancelled by {cancelled_by()} (`orch cancel`)"
+    directory = campaign_state_dir(config, jobs)
     try:
         lock, lease = acquire_writer(directory)
     except UserError as held:
-        return _ask_the_monitor(directory, scripts, reason, str(held), args.wait)
+        return _ask_the_monitor(directory, scripts, reason, str(held), wait_secs)
     with lock:
         try:
-            scheduler = make_scheduler(args.scheduler, directory)
+            scheduler = make_scheduler(scheduler_name, directory)
             store = StateStore.open(directory, guard=lease.confirm)
             try:
                 outcome = cancel_jobs(store, scheduler, scripts, reason)
@@ -65,7 +71,7 @@ def handle_cancel(args: argparse.Namespace) -> int:
         finally:
             lease.release()
     print(outcome.describe(len(jobs), scheduler.name)
-          + ("" if not outcome.unanswered or args.scheduler else " (--scheduler names the backend if this is the wrong one)"))
+          + ("" if not outcome.unanswered or scheduler_name else " (--scheduler names the backend if this is the wrong one)"))
     return 1 if outcome.unanswered else 0
 
 

@@ -137,7 +137,7 @@ def run_fit(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         isoflop = fit_isoflop(points.params, points.tokens, points.loss, args.isoflop_tolerance)
-        sys.stdout.write(format_report(fit, labels, about, args, optimal, isoflop))
+        sys.stdout.write(format_report(fit, labels, about, args, optimal, isoflop, points))
     if args.plot:
         from orchestrator.analysis.plot import plot_fit
 
@@ -147,7 +147,18 @@ def run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_report(fit, labels: list[str], about: list[str], args: argparse.Namespace, optimal, isoflop) -> str:
+def _extrapolation_note(budget: float, largest: float, loss: float, irreducible: float | None) -> str:
+    """Say when a row lies beyond the fitted runs' compute, and when it undercuts the data's known floor."""
+    notes = []
+    if budget > largest * 1.05:
+        notes.append(f"{budget / largest:.3g}x the largest run's 6ND: extrapolated")
+    if irreducible is not None and loss < irreducible:
+        notes.append("below the known entropy: the law past its data, not a promise")
+    return f"  ({'; '.join(notes)})" if notes else ""
+
+
+def format_report(fit, labels: list[str], about: list[str], args: argparse.Namespace, optimal, isoflop,
+                  fit_points) -> str:
     import numpy as np
 
     law = fit.law
@@ -171,8 +182,10 @@ def format_report(fit, labels: list[str], about: list[str], args: argparse.Names
     if optimal:
         lines.append("compute-optimal allocation (C = 6 N D):")
         lines.append(f"  {'FLOPs':>10} {'params N*':>12} {'tokens D*':>12} {'D*/N*':>8} {'loss':>8}")
+        largest = float(np.max(6 * np.asarray(fit_points.params) * np.asarray(fit_points.tokens)))
         for budget, (n, d, loss) in zip(args.budget, optimal):
-            lines.append(f"  {budget:>10.3g} {n:>12.4g} {d:>12.4g} {d / n:>8.1f} {loss:>8.4f}")
+            lines.append(f"  {budget:>10.3g} {n:>12.4g} {d:>12.4g} {d / n:>8.1f} {loss:>8.4f}"
+                         + _extrapolation_note(budget, largest, loss, args.irreducible))
     total = law.alpha + law.beta
     if isoflop is not None:
         lines.append(f"IsoFLOP (Approach 2) from {len(isoflop.profiles)} budgets: N_opt ~ C^{isoflop.params_exponent:.3f}, "

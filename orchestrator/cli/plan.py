@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from orchestrator.accounting.estimate import JobEstimate
@@ -69,7 +69,8 @@ def format_gpu_hours(estimate: JobEstimate) -> str:
     return f"{estimate.gpu_hours:.1f}" if estimate.gpus else "0"
 
 
-def table_rows(jobs: Sequence[Job], estimates: dict[str, JobEstimate]) -> tuple[list[str], list[list[str]]]:
+def table_rows(jobs: Sequence[Job], estimates: dict[str, JobEstimate],
+               predicted: Collection[str] = ()) -> tuple[list[str], list[list[str]]]:
     extra = [key for key in (_key_like(jobs, "mode"), _key_like(jobs, "phase")) if key]
     watched = any(job.progress_regex or job.fail_regex for job in jobs)
     computed = any(e.compute_hours is not None for e in estimates.values())
@@ -79,7 +80,7 @@ def table_rows(jobs: Sequence[Job], estimates: dict[str, JobEstimate]) -> tuple[
         [
             job.name,
             *[str(job.params.get(key, "-")) for key in extra],
-            format_gpu_hours(estimates[job.name]),
+            "predicted" if job.name in predicted else format_gpu_hours(estimates[job.name]),
             *([_compute_cell(estimates[job.name])] if computed else []),
             job.sbatch_script,
             job.output_file,
@@ -169,6 +170,9 @@ def run_plan(args: argparse.Namespace) -> int:
         raise UserError(f"no job named {args.show!r} (see `orch plan {args.config}` for the names)")
     _check_templates(jobs)
     estimates = estimates_with_compute(jobs)
+    from orchestrator.cli.predict_skip import predicted_jobs
+
+    predicted = predicted_jobs(args.config, jobs)
     if args.json:
         from orchestrator.config import option_names
 
@@ -176,19 +180,30 @@ def run_plan(args: argparse.Namespace) -> int:
         payload = {"version": PLAN_JSON_VERSION, "jobs": [
             {**{key: _jsonable(value) for key, value in job.params.items()
                 if not (key in options and isinstance(value, str) and value in job.params)},
-             ESTIMATE_JSON_KEY: _estimate_json(estimates[job.name])} for job in jobs]}
+             ESTIMATE_JSON_KEY: _estimate_json(estimates[job.name]),
+             PREDICTED_JSON_KEY: _predicted_json(predicted.get(job.name))} for job in jobs]}
         json.dump(payload, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
-    header, rows = table_rows(jobs, estimates)
+    header, rows = table_rows(jobs, estimates, predicted)
     width = output_width(args.wide)
     sys.stdout.write(format_table(header, rows, width))
     sys.stdout.write(f"{len(jobs)} jobs\n")
-    sys.stdout.write(wrap_text(cost_summary(args, jobs, estimates), width))
+    # Predicted branches cost nothing: the totals and subtotals count the jobs that run.
+    run_jobs = [job for job in jobs if job.name not in predicted]
+    run_estimates = {job.name: estimates[job.name] for job in run_jobs}
+    sys.stdout.write(wrap_text(cost_summary(args, run_jobs, run_estimates), width))
+    if predicted:
+        saved = sum(estimates[name].gpu_hours for name in predicted)
+        branches = len({id(record) for record in predicted.values()})
+        sys.stdout.write(wrap_text(
+            f"predicted instead of run: {len(predicted)} job(s) of {branches} branch(es) (`orch predict --skip-within`), "
+            f"{saved:,.1f} GPU-hours saved (not counted above); `orch run --retry-cancelled` runs them after all\n", width))
     return 0
 
 
 ESTIMATE_JSON_KEY = "orch_estimate"
+PREDICTED_JSON_KEY = "orch_predicted"
 PLAN_JSON_VERSION = 1  # docs/json.md: what each version holds
 
 
@@ -196,6 +211,13 @@ def _estimate_json(estimate: JobEstimate) -> dict[str, Any]:
     return {"nodes": estimate.nodes, "gpus": None if estimate.gpus_unknown else estimate.gpus, "hours": estimate.hours,
             "gpu_hours": None if estimate.gpus_unknown else estimate.gpu_hours, "unbounded": estimate.unbounded,
             "compute_gpu_hours": estimate.compute_hours}
+
+
+def _predicted_json(record) -> dict[str, Any] | None:
+    """A branch predicted instead of run: its prediction (null for a job that runs)."""
+    if record is None:
+        return None
+    return {"loss": record.loss, "low": record.low, "high": record.high, "law": record.law, "by": record.by}
 
 
 def cost_summary(args: argparse.Namespace, jobs: Sequence[Job], estimates: dict[str, JobEstimate]) -> str:

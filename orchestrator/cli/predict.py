@@ -18,6 +18,8 @@ import json
 import sys
 
 from orchestrator.cli.common import add_job_selection_arguments, non_negative_int, require_science, selected_jobs
+from orchestrator.cli.predict_skip import MIN_REFITS, check_rule_arguments, parse_fraction
+from orchestrator.cli.run import add_scheduler_argument
 from orchestrator.errors import UserError
 
 PREDICT_JSON_VERSION = 1  # docs/json.md
@@ -47,6 +49,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resample", choices=("points", "curves"), default="points",
                         help="what the bootstrap draws with replacement (default: points)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    parser.add_argument("--skip-within", type=parse_fraction, metavar="W",
+                        help="with CONFIG (off by default): predict instead of run every unstarted branch whose final "
+                             "loss's 95%% interval is at most W wide relative to the loss (e.g. 0.5%%; needs --bootstrap "
+                             f"{MIN_REFITS} or more): its jobs are cancelled with the prediction as the reason and `orch "
+                             "plan` shows the GPU-hours saved")
+    add_scheduler_argument(parser)
+    parser.add_argument("--wait", type=float, default=120.0, metavar="SECS",
+                        help="with --skip-within, while a monitor runs: how long to wait for it to cancel (default 120)")
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--csv", action="store_true", help="print curve,step,loss (+ loss_low,loss_high with --bootstrap)")
     output.add_argument("--json", action="store_true", help="print the fitted law and the predictions as JSON")
@@ -55,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     require_science("orch predict")
+    check_rule_arguments(args)
     if args.config:
         if args.schedules or args.observed or args.at:
             raise UserError("give a campaign CONFIG or --schedules/--observed CSVs, not both")
@@ -102,8 +113,23 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_campaign(args: argparse.Namespace) -> int:
     from orchestrator.analysis.campaign_predict import predict_branches
+    from orchestrator.campaign.results import ResultKeys
 
-    predictions = predict_branches(selected_jobs(args), args.law, bootstrap=args.bootstrap, seed=args.seed)
+    jobs = selected_jobs(args)
+    predictions = predict_branches(jobs, args.law, bootstrap=args.bootstrap, seed=args.seed)
+    status = print_campaign(args, predictions)
+    if args.skip_within is not None:
+        import contextlib
+
+        from orchestrator.cli.predict_skip import mark_predicted
+
+        # --json and --csv keep standard output for their document: what is marked goes to standard error.
+        with contextlib.redirect_stdout(sys.stderr if args.json or args.csv else sys.stdout):
+            status = max(status, mark_predicted(args, predictions, jobs, ResultKeys().run_dir))
+    return status
+
+
+def print_campaign(args: argparse.Namespace, predictions) -> int:
     if args.json:
         print(json.dumps({"version": PREDICT_JSON_VERSION, "law": args.law, "bootstrap": args.bootstrap,
                           "branches": [vars(branch) for branch in predictions]}))

@@ -23,6 +23,8 @@ from orchestrator.cli.common import add_job_selection_arguments, campaign_state_
 from orchestrator.cli.run_as_job import add_monitor_job_arguments
 from orchestrator.errors import UserError
 from orchestrator.jobs import Job
+from orchestrator.state.bad_nodes import DEFAULT_HOURS as DEFAULT_BAD_NODE_HOURS
+from orchestrator.state.bad_nodes import DEFAULT_LIMIT as DEFAULT_MAX_BAD_NODES
 
 if TYPE_CHECKING:
     from orchestrator.state.lease import MonitorLease
@@ -88,6 +90,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--once", action="store_true",
                         help="run one monitor cycle and exit (a tick, for cron or scrontab: `orch cron CONFIG` prints "
                              "the lines); a tick that finds another monitor or tick at work exits 0 doing nothing")
+    parser.add_argument("--bad-node-hours", type=float, default=DEFAULT_BAD_NODE_HOURS, metavar="H",
+                        help="a node that failed an attempt (NODE_FAIL, or node_fault_regex in its output) is excluded "
+                             f"from the campaign's submissions for H hours (default {DEFAULT_BAD_NODE_HOURS:g})")
+    parser.add_argument("--max-bad-nodes", type=int, default=DEFAULT_MAX_BAD_NODES, metavar="N",
+                        help=f"exclude at most N nodes at once, the most recently marked (default {DEFAULT_MAX_BAD_NODES}; "
+                             "0: mark, never exclude)")
     parser.add_argument("--retry-cancelled", action="store_true",
                         help="run the jobs `orch cancel` cancelled again (otherwise they stay cancelled)")
     parser.add_argument("--filter-cmd", metavar="CMD",
@@ -248,6 +256,8 @@ def _monitor(args: argparse.Namespace, jobs: list[Job], directory: Path, lease: 
         probe_workers=args.probe_workers,
         budget_gpu_hours=args.budget,
         retry_cancelled=args.retry_cancelled,
+        bad_node_hours=args.bad_node_hours,
+        max_bad_nodes=args.max_bad_nodes,
         node_gpus=node_gpus,
         hand_over_at=hand_over_at,
     )

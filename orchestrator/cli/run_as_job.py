@@ -125,7 +125,8 @@ def _run_flags(args: argparse.Namespace) -> list[str]:
     flags = []
     for flag, value in (("--max-jobs", args.max_jobs), ("--max-start-attempts", args.max_start_attempts),
                         ("--poll-secs", args.poll_secs), ("--probe-workers", args.probe_workers),
-                        ("--budget", args.budget), ("--filter-cmd", args.filter_cmd)):
+                        ("--budget", args.budget), ("--filter-cmd", args.filter_cmd),
+                        ("--bad-node-hours", args.bad_node_hours), ("--max-bad-nodes", args.max_bad_nodes)):
         if value is not None:
             flags += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     return flags + (["--verbose"] if args.verbose else [])

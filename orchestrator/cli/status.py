@@ -267,6 +267,16 @@ def _render_to_fit(console, args: argparse.Namespace, rows: list[dict[str, Any]]
     return _render(args, ordered, where, width, low, limit)
 
 
+def _print_bad_nodes(directory) -> None:
+    """The nodes the campaign's submissions exclude (with `orch run`'s default bounds), when there are any."""
+    from orchestrator.cli.nodes import describe_bad_nodes
+    from orchestrator.state.bad_nodes import read_bad_nodes
+
+    text = describe_bad_nodes(read_bad_nodes(directory), time.time())
+    if text:
+        print(text)
+
+
 def handle_status(args: argparse.Namespace) -> int:
     jobs = selected_jobs(args)
     if args.history:
@@ -284,6 +294,7 @@ def handle_status(args: argparse.Namespace) -> int:
     console = Console(width=width)
     if not args.watch:
         console.print(_render(args, rows, where, width))
+        _print_bad_nodes(directory)
         return 0
     from rich.live import Live
 

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from orchestrator.errors import UserError
-from orchestrator.jobs import DEFAULT_CHECK_INTERVAL_SECS, DEFAULT_MAX_FAILURES, DEFAULT_PROBE_TIMEOUT_SECS, Job
+from orchestrator.jobs import (DEFAULT_CHECK_INTERVAL_SECS, DEFAULT_MAX_FAILURES, DEFAULT_NODE_FAULT_REGEX,
+                              DEFAULT_PROBE_TIMEOUT_SECS, Job)
 
 MANDATORY_KEYS: tuple[str, ...] = ("name", "template", "output_file", "cmd", "sbatch_script")
 
@@ -75,6 +76,7 @@ def job_from_params(params: dict[str, Any], index: int) -> Job:
         _seconds(get("probe_timeout_secs"), "probe_timeout_secs", DEFAULT_PROBE_TIMEOUT_SECS, name),
         _regex(get("progress_regex"), "progress_regex", name),
         _regex(get("fail_regex"), "fail_regex", name),
+        _regex(get("node_fault_regex", DEFAULT_NODE_FAULT_REGEX), "node_fault_regex", name),
     )
 
 

@@ -206,7 +206,8 @@ class CycleRunner(Effects):
             else:
                 self._out_since.setdefault(job.name, now)
         path = resolve_output_path(job.output_file, view.scheduler_id or record.last_scheduler_id, job.name)
-        output = (self._watcher.facts(path, job.termination_str, job.progress_mark_regex, job.fail_regex)
+        output = (self._watcher.facts(path, job.termination_str, job.progress_mark_regex, job.fail_regex,
+                                      job.node_fault_regex)
                   if path else OutputFacts())
         if known and not output.termination_matched:
             if termination_probe_due(job, view, record.last_termination_probe, now, self._needs_fresh_check(job.name)):

@@ -19,6 +19,7 @@ from orchestrator.monitor.lifecycle import (
     DropIntent,
     EndAttempt,
     Log,
+    MarkBadNodes,
     RecordOutput,
     StartReady,
     StartRefused,
@@ -28,8 +29,9 @@ from orchestrator.monitor.lifecycle import (
 )
 from orchestrator.monitor.options import Applied, Fence, MonitorOptions, QueueLimit
 from orchestrator.monitor.probes import OutputFacts, has_job_id_pattern
-from orchestrator.scheduler.base import Scheduler, SchedulerUnavailable, SubmitError, SubmitLimited
+from orchestrator.scheduler.base import Scheduler, SchedulerUnavailable, SubmitError, SubmitExcludedAll, SubmitLimited
 from orchestrator.monitor.user_cancel import cancel_jobs
+from orchestrator.state.bad_nodes import excluded, mark_bad, read_bad_nodes
 from orchestrator.state.requests import answer_request, pending_requests
 from orchestrator.state.store import StateConflict
 
@@ -142,7 +144,30 @@ class Effects(EventLog):
                 self._log(name, "start-ready", "start condition met")
             elif isinstance(action, Log):
                 self._log(name, action.kind, action.message, logging.WARNING)
+            elif isinstance(action, MarkBadNodes):
+                self._mark_bad_nodes(name, action)
         return Applied(submitted=submitted)
+
+    def _mark_bad_nodes(self, name: str, action: MarkBadNodes) -> None:
+        """Record the nodes the attempt ran on; a backend that cannot tell them (or does not answer) marks none."""
+        nodes_of = getattr(self.scheduler, "nodes_of", None)
+        try:
+            nodes = nodes_of(action.scheduler_id) if nodes_of is not None else []
+        except SchedulerUnavailable as error:
+            self._log(name, "bad-node", f"{action.scheduler_id} {action.why}, but its nodes could not be learned "
+                                        f"({error}): none excluded", logging.WARNING)
+            return
+        if not nodes:
+            return
+        mark_bad(self.store.path.parent, nodes, name, action.why, self._clock(), action.scheduler_id)
+        self._log(name, "bad-node", f"{action.scheduler_id} {action.why}: excluding {','.join(nodes)} from later "
+                                    f"submissions for {self.options.bad_node_hours:g} h (`orch nodes` lists, "
+                                    "`--clear` forgets)", logging.WARNING)
+
+    def _excluded_nodes(self) -> list[str]:
+        marks = excluded(read_bad_nodes(self.store.path.parent), self._clock(), self.options.bad_node_hours,
+                         self.options.max_bad_nodes)
+        return sorted(mark.node for mark in marks)
 
     def _submit(self, job: Job, action: Submit, output: OutputFacts, active: int) -> bool | None:
         """Submit once. True: submitted; False: refused (the job waits again); None: no answer (state unknown)."""
@@ -167,8 +192,18 @@ class Effects(EventLog):
         self.store.update_job(name, start_ready=0)
         self.store.write_snapshot()  # readers see the intent even if this monitor dies during the submit
         _make_output_dir(job)
+        exclude = self._excluded_nodes()
         try:
-            scheduler_id = self.scheduler.submit(job)
+            try:
+                scheduler_id = self.scheduler.submit(job, exclude=exclude)
+            except SubmitExcludedAll as error:
+                # A small partition with its bad nodes excluded has none left: running on a suspect node beats
+                # never running. Nothing was submitted, so submitting again is safe.
+                self._log(name, "bad-node", f"no node is left for it once {','.join(exclude)} are excluded "
+                                            f"({str(error).splitlines()[0][-200:]}): submitting without the exclusion",
+                          logging.WARNING)
+                exclude = []
+                scheduler_id = self.scheduler.submit(job)
         except SchedulerUnavailable as error:
             self._log(name, "submit-unknown", f"submit did not answer ({error}); the intent is kept and the job "
                                               "is looked for by name before anything is submitted again", logging.WARNING)
@@ -194,7 +229,7 @@ class Effects(EventLog):
         if estimate is not None:
             self._committed_gpu_hours += estimate.gpu_hours
         kind = "resubmitted" if action.resubmit else "submitted"
-        self._log(name, kind, f"{kind} {scheduler_id} ({reason})")
+        self._log(name, kind, f"{kind} {scheduler_id} ({reason})" + (f", excluding {','.join(exclude)}" if exclude else ""))
         if trial:
             self._queue_limit = None  # accepted past the old cap: the limit moved (raised, or other jobs left)
             self._log(None, "queue-limit-cleared", f"the cluster accepts submissions again ({active + 1} in the queue)")

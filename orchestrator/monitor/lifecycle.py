@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 from orchestrator.job_state import JobState
 from orchestrator.jobs import Job
+from orchestrator.monitor.node_faults import node_fault
 from orchestrator.monitor.probes import OutputFacts, activity, is_frozen
+from orchestrator.monitor.segment_end import save_ending
 from orchestrator.scheduler.base import Observation, SchedulerState
 from orchestrator.state.store import JobRecord
 
@@ -190,8 +192,16 @@ class Log:
     message: str
 
 
+@dataclass(frozen=True)
+class MarkBadNodes:
+    """The nodes this ended attempt ran on failed it: exclude them from later submissions."""
+
+    scheduler_id: str
+    why: str
+
+
 Action = (Transition | Submit | Cancel | Adopt | EndAttempt | DropIntent | RecordOutput | StartRun | StartRefused
-          | StartReady | Log)
+          | StartReady | Log | MarkBadNodes)
 
 
 def MarkDone(reason: str) -> Transition:  # noqa: N802 - reads as the action it builds
@@ -356,10 +366,16 @@ def _decide_left_queue(job: Job, view: JobView, facts: Facts, observation: Obser
     actions: list[Action] = [EndAttempt(observation.state.value, observation.exit_code, failure or idle,
                                         observation.elapsed_secs, observation.gpus,
                                         progress if progress is not None else view.end_progress)]
+    fault = node_fault(observation, facts.output, view.run_output_offset)
+    if fault:
+        actions.append(MarkBadNodes(observation.scheduler_id, fault))
     if done:
         return actions + [MarkDone(done_reason)]
     ending = f"{observation.scheduler_id} ended {observation.state.value}" + (
         f" (exit {observation.exit_code})" if observation.exit_code not in (None, 0) else "")
+    saving = save_ending(facts.output.saves, view.run_output_offset)
+    if saving:
+        ending += f" ({saving})"
     if view.cancelled_for is not None:
         ending += f" (cancelled by orch: {view.cancelled_for})"
     elif failed_run:

@@ -11,6 +11,8 @@ from orchestrator.monitor.lifecycle import JobView
 from orchestrator.monitor.probe_runner import DEFAULT_PROBE_WORKERS
 from orchestrator.monitor.probes import OutputFacts
 from orchestrator.scheduler.base import NodeGpus, Observation
+from orchestrator.state.bad_nodes import DEFAULT_HOURS as DEFAULT_BAD_NODE_HOURS
+from orchestrator.state.bad_nodes import DEFAULT_LIMIT as DEFAULT_MAX_BAD_NODES
 from orchestrator.state.store import JobRecord
 
 MAX_DEFAULT_POLL_SECS = 60.0
@@ -56,6 +58,10 @@ class MonitorOptions:
     probe_wait_secs: float | None = None
     """How long a cycle waits for the probes it launched (default: at most MAX_PROBE_WAIT_SECS). A tick, which
     ends after its one cycle, waits for all of them."""
+    bad_node_hours: float = DEFAULT_BAD_NODE_HOURS
+    """How long a node that failed an attempt stays excluded from the campaign's submissions."""
+    max_bad_nodes: int = DEFAULT_MAX_BAD_NODES
+    """At most this many nodes excluded at once (the most recently marked): a campaign never starves itself."""
     reevaluate_finished: bool = True
     """Done, failed and abandoned jobs are looked at afresh at start (a restart); a tick leaves them be."""
     hand_over_at: float | None = None

@@ -15,6 +15,27 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class SaveMarks:
+    """Megatron's own lines about saving and exiting, with their offsets (-1: none yet). Megatron-LM, Megatron-DeepSpeed
+    and the examples here print them (megatron/training/checkpointing.py `save_checkpoint`, training.py
+    `checkpoint_and_decide_exit`): `saving checkpoint at iteration N ...`, then, once every rank has written,
+    `successfully saved checkpoint from iteration N ...`; `[exiting program after receiving SIGTERM.]`,
+    `[exiting program after M minutes]` or `[exiting program at iteration N]` when it stops early on purpose."""
+
+    started: int | None = None
+    started_at: int = -1
+    finished: int | None = None
+    finished_at: int = -1
+    exit_reason: str = ""
+    exit_at: int = -1
+
+
+_SAVE_STARTED = re.compile(rb"saving checkpoint at iteration\s+(\d+)")
+_SAVE_FINISHED = re.compile(rb"successfully saved checkpoint from iteration\s+(\d+)")
+_EXITING = re.compile(rb"\[(exiting program [^\]]*)\]")
+
+
+@dataclass(frozen=True)
 class OutputFacts:
     """The job's output file as seen this cycle."""
 
@@ -31,6 +52,11 @@ class OutputFacts:
     fail_at: int = -1
     """Offset of the last line matching `fail_regex` (-1: none)."""
     fail_line: str = ""
+    fault_at: int = -1
+    """Offset of the last line matching `node_fault_regex` (-1: none)."""
+    fault_line: str = ""
+    saves: SaveMarks = SaveMarks()
+    """The last checkpoint save begun and finished, and the last graceful exit, as Megatron logs them."""
 
 
 # What Slurm's step daemon writes into a job's output when it kills the job, e.g. (seen here)
@@ -95,6 +121,7 @@ class Patterns:
     termination: str = ""
     progress: str = ""
     fail: str = ""
+    node_fault: str = ""
 
 
 @dataclass
@@ -108,12 +135,28 @@ class _Scan:
     progress_at: int = -1
     fail_at: int = -1
     fail_line: str = ""
+    fault_at: int = -1
+    fault_line: str = ""
+    saves: SaveMarks = SaveMarks()
     in_long_line: bool = False  # the bytes up to the next newline belong to an over-long line already passed
 
 
 # A line still being written is read again once complete, unless it is longer than this: then it is passed
 # over (no progress or failure text is that long), so a log without newlines is never re-read whole.
 MAX_PARTIAL_LINE_BYTES = SEARCH_OVERLAP_BYTES
+
+
+def save_marks(line: bytes, offset: int, marks: SaveMarks) -> SaveMarks:
+    """`marks` updated with one output line that starts at `offset`."""
+    import dataclasses
+
+    if (found := _SAVE_FINISHED.search(line)) is not None:
+        return dataclasses.replace(marks, finished=int(found[1]), finished_at=offset)
+    if (found := _SAVE_STARTED.search(line)) is not None:
+        return dataclasses.replace(marks, started=int(found[1]), started_at=offset)
+    if (found := _EXITING.search(line)) is not None:
+        return dataclasses.replace(marks, exit_reason=found[1].decode(errors="replace").rstrip(". "), exit_at=offset)
+    return marks
 
 
 class OutputWatcher:
@@ -126,13 +169,14 @@ class OutputWatcher:
         self._scans: dict[tuple[str, Patterns], _Scan] = {}
         self._compiled: dict[str, re.Pattern[bytes]] = {}
 
-    def facts(self, path: str, termination_str: str = "", progress_regex: str = "", fail_regex: str = "") -> OutputFacts:
+    def facts(self, path: str, termination_str: str = "", progress_regex: str = "", fail_regex: str = "",
+              node_fault_regex: str = "") -> OutputFacts:
         try:
             stat = os.stat(path)
         except OSError:
             return OutputFacts()
         fingerprint = f"{stat.st_size}:{stat.st_mtime_ns}"
-        key = (path, Patterns(termination_str, progress_regex, fail_regex))
+        key = (path, Patterns(termination_str, progress_regex, fail_regex, node_fault_regex))
         scan = self._scans.get(key)
         if scan is None or stat.st_size < scan.scanned:
             scan = self._scans[key] = _Scan()
@@ -140,7 +184,7 @@ class OutputWatcher:
             self._read(path, key[1], scan)
             scan.fingerprint = fingerprint
         return OutputFacts(fingerprint, stat.st_size, scan.matched, scan.content_end, scan.progress,
-                           scan.progress_at, scan.fail_at, scan.fail_line)
+                           scan.progress_at, scan.fail_at, scan.fail_line, scan.fault_at, scan.fault_line, scan.saves)
 
     def _pattern(self, text: str) -> re.Pattern[bytes]:
         if text not in self._compiled:
@@ -166,6 +210,7 @@ class OutputWatcher:
     def _read_lines(self, data: bytes, offset: int, end: int, patterns: Patterns, scan: _Scan) -> None:
         progress = self._pattern(patterns.progress) if patterns.progress else None
         fail = self._pattern(patterns.fail) if patterns.fail else None
+        fault = self._pattern(patterns.node_fault) if patterns.node_fault else None
         if scan.in_long_line:  # the rest of a line passed over earlier
             newline = data.find(b"\n")
             skipped = len(data) if newline < 0 else newline + 1
@@ -186,6 +231,10 @@ class OutputWatcher:
                     scan.progress, scan.progress_at = value.decode(errors="replace"), line_start
             if fail is not None and fail.search(line):
                 scan.fail_at, scan.fail_line = line_start, line.decode(errors="replace").strip()[:200]
+            if fault is not None and fault.search(line):
+                scan.fault_at, scan.fault_line = line_start, line.decode(errors="replace").strip()[:200]
+            if b"checkpoint" in line or b"exiting program" in line:
+                scan.saves = save_marks(line, line_start, scan.saves)
         scan.lines_done = offset + complete
         if complete < len(data):  # the job is writing a line (a progress bar without newline): that is life
             scan.content_end = end

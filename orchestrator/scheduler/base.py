@@ -10,7 +10,7 @@ The one rule every backend keeps: a scheduler command that fails or times out ra
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -102,11 +102,16 @@ class SubmitLimited(SubmitError):
     """
 
 
+class SubmitExcludedAll(SubmitError):
+    """The scheduler refused a submission that excluded nodes: no node that could run it is left. Nothing was
+    submitted; the same submission without the exclusion may be accepted."""
+
+
 class Scheduler(Protocol):
     name: str
 
-    def submit(self, job: Job) -> str:
-        """Submit the job's rendered script; return the scheduler id.
+    def submit(self, job: Job, exclude: Sequence[str] = ()) -> str:
+        """Submit the job's rendered script, on none of the `exclude` nodes; return the scheduler id.
 
         Raises `SchedulerUnavailable` when the scheduler could not be reached (the job may or may
         not have been submitted: the caller reconciles by name), `SubmitLimited` when a queue limit

@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,7 +148,8 @@ class LocalScheduler:
             _write_json_text(counter, str(last + 1))
         return str(last + 1)
 
-    def submit(self, job: Job) -> str:
+    def submit(self, job: Job, exclude: Sequence[str] = ()) -> str:
+        # One machine: no node to exclude (the monitor marks none here either: nodes_of knows of none).
         script = Path(job.sbatch_script)
         try:
             options = script_options(script.read_text())

@@ -9,6 +9,7 @@ accounting works, cached), and one sacct for all ended jobs when it does.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -24,6 +25,7 @@ from orchestrator.scheduler.base import (
     SchedulerState,
     SchedulerUnavailable,
     SubmitError,
+    SubmitExcludedAll,
     SubmitLimited,
     job_id_order,
 )
@@ -90,8 +92,8 @@ class SlurmScheduler:
 
     # -- the interface --------------------------------------------------------------------------
 
-    def submit(self, job: Job) -> str:
-        command = submit_command(job)
+    def submit(self, job: Job, exclude: Sequence[str] = ()) -> str:
+        command = with_excluded_nodes(submit_command(job), exclude)
         result = self._run(["/bin/sh", "-c", command])
         job_id = slurm_parse.parse_sbatch(result.stdout) if result.returncode == 0 else None
         if job_id is not None:
@@ -100,9 +102,23 @@ class SlurmScheduler:
             raise SchedulerUnavailable(f"{command}: {result.output[:500]}")
         if result.returncode != 0 and slurm_parse.is_queue_limit_refusal(result.output):
             raise SubmitLimited(f"{command}: {result.output[:500]}")
+        if result.returncode != 0 and exclude and slurm_parse.is_no_node_available(result.output):
+            raise SubmitExcludedAll(f"{command}: {result.output[:500]}")
         if result.returncode != 0:
             raise SubmitError(f"{command} failed (exit {result.returncode}): {result.output[:500]}")
         raise SubmitError(f"{command} printed no job id: {result.output[:500]!r}")
+
+    def nodes_of(self, scheduler_id: str) -> list[str]:
+        """The hostnames a submission ran on (sacct's NodeList, else squeue's while the controller remembers it),
+        expanded by Slurm's own `scontrol show hostnames`; [] when it never got a node."""
+        if self._cluster_features().accounting:
+            listed = self._run_checked(["sacct", "-n", "-X", "-P", "-j", scheduler_id, "-o", "NodeList"]).stdout
+        else:
+            listed = self._run_checked(["squeue", "-h", "-t", "all", "-j", scheduler_id, "-o", "%N"]).stdout
+        hostlist = slurm_parse.parse_node_list(listed)
+        if not hostlist:
+            return []
+        return self._run_checked(["scontrol", "show", "hostnames", hostlist]).stdout.split()
 
     def node_gpus(self) -> NodeGpus:
         """GPUs per node of each partition, as the cluster defines its nodes (`sinfo`)."""
@@ -177,6 +193,20 @@ def final_observation(job_id: str, queue: Observation | None, accounting: Observ
     reason = "accounting still lists it as active, the controller does not" if accounting is not None else ""
     return Observation(scheduler_id=job_id, name=accounting.name if accounting else "", state=SchedulerState.GONE,
                        reason=reason)
+
+
+def with_excluded_nodes(command: str, nodes: Sequence[str]) -> str:
+    """`--exclude=NODES` right after the command's first `sbatch` word (sbatch has no input environment variable for
+    it). A command that runs sbatch out of sight (a wrapper script) is left as it is: it cannot be told."""
+    if not nodes:
+        return command
+    found = _SBATCH_WORD.search(command)
+    if found is None:
+        return command
+    return f"{command[:found.end()]} --exclude={shlex.quote(','.join(nodes))}{command[found.end():]}"
+
+
+_SBATCH_WORD = re.compile(r"(?:^|(?<=[\s;&|(]))(?:\S*/)?sbatch(?=\s)")
 
 
 def submit_command(job: Job) -> str:

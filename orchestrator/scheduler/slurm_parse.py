@@ -286,3 +286,22 @@ def gres_gpus(gres: str) -> int:
             continue
         total += int(fields[-1]) if len(fields) > 1 and fields[-1].isdigit() else 1
     return total
+
+
+def parse_node_list(output: str) -> str:
+    """The hostlist expression of `sacct -n -X -P -o NodeList` or `squeue -h -o %N` for one job ('' when it never
+    got a node: sacct prints `None assigned`, squeue an empty line)."""
+    for line in output.splitlines():
+        text = line.strip()
+        if text and text not in ("None assigned", "(null)"):
+            return text
+    return ""
+
+
+# sbatch's refusal when no node of the partition can take the job (recorded: `sbatch --exclude=<every node>`, and
+# the same text for a request no node can meet).
+_NO_NODE = re.compile(r"Requested node configuration is not available")
+
+
+def is_no_node_available(output: str) -> bool:
+    return bool(_NO_NODE.search(output))

@@ -1,0 +1,68 @@
+"""A time limit met gracefully, on the real Slurm test cluster: Slurm signals before the limit, the trainer saves and
+exits, the monitor says so and resubmits, and the next segment resumes from that save.
+
+tinylm (examples/tinylm) handles SIGTERM as Megatron's `--exit-signal-handler` does (save at the end of the iteration,
+`[exiting program after receiving SIGTERM.]`). `#SBATCH --signal=B:TERM@100` asks Slurm for SIGTERM 100 s before the
+2-minute limit; the trainer is `exec`ed, so it is the batch shell Slurm signals. Slurm may send it up to 60 s early.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from monitor_campaign import REPO, run_orch
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+ITERATIONS = 1200  # 0.1 s each: 120 s of training, more than one 2-minute segment holds after its signal
+
+
+def test_a_segment_that_saves_on_the_signal_is_resumed_not_killed(slurm_cluster, slurm_job_prefix, tmp_path):
+    name = f"{slurm_job_prefix}graceful"
+    (tmp_path / "job.sbatch").write_text(textwrap.dedent(f"""\
+        #!/bin/bash
+        #SBATCH --job-name={{name}}
+        #SBATCH --output={{output_file}}
+        #SBATCH --open-mode=append
+        #SBATCH --time=00:02:00
+        #SBATCH --signal=B:TERM@100
+        #SBATCH --ntasks=1
+        export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+        exec {sys.executable} {REPO}/examples/tinylm/train.py --hidden-size 16 --lr 1e-2 --train-iters {ITERATIONS} \\
+            --sleep-per-iter 0.1 --log-interval 20 --eval-interval 0 \\
+            --save ckpt --load ckpt --save-interval 100000
+        """))
+    (tmp_path / "campaign.yaml").write_text(textwrap.dedent(f"""\
+        template: job.sbatch
+        name: "{name}"
+        sbatch_script: "scripts/{{name}}.sbatch"
+        output_file: "logs/{{name}}.out"
+        cmd: "echo {{name}} >> submissions.log && sbatch {{sbatch_script}}"
+        termination_str: "after training is done"
+        check_interval_secs: 2
+        """))
+    (tmp_path / "logs").mkdir()
+    result = run_orch(tmp_path, "build-and-run", "campaign.yaml", "--scheduler", "slurm", "--poll-secs", "1",
+                      timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    segments = (tmp_path / "submissions.log").read_text().split()
+    assert len(segments) >= 2, result.stdout  # the signal came before the work was done
+    graceful = re.findall(r"running -> waiting: \d+ ended COMPLETED \(saved iteration (\d+), then exiting program after "
+                          r"receiving SIGTERM\)", result.stdout)
+    assert len(graceful) == len(segments) - 1, result.stdout  # every segment but the last ended on the signal
+    assert "killed while saving" not in result.stdout
+    output = (tmp_path / "logs" / f"{name}.out").read_text()
+    # Each segment resumed where the previous one saved, and the run reached its last iteration.
+    resumed = [int(found) for found in re.findall(r"loading checkpoint from ckpt at iteration (\d+)", output)]
+    assert resumed == [int(saved) for saved in graceful]
+    assert f"iteration {ITERATIONS:8d}/{ITERATIONS:8d}" in output
+    # Slurm saw clean endings: no segment was killed by its time limit.
+    states = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "--name", name], capture_output=True, text=True,
+                            timeout=60).stdout.split()
+    assert states == ["COMPLETED"] * len(segments), states
