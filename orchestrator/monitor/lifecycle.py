@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from orchestrator.job_state import JobState
 from orchestrator.jobs import Job
 from orchestrator.monitor.node_faults import node_fault
-from orchestrator.monitor.probes import OutputFacts, activity, is_frozen
+from orchestrator.monitor.probes import OutputFacts, activity, is_frozen, run_progress
 from orchestrator.monitor.segment_end import save_ending
 from orchestrator.scheduler.base import Observation, SchedulerState
 from orchestrator.state.store import JobRecord
@@ -394,11 +394,6 @@ def _decide_left_queue(job: Job, view: JobView, facts: Facts, observation: Obser
     resubmit_view = JobView(name=view.name, state=JobState.WAITING, consecutive_failures=view.consecutive_failures,
                             start_attempts=view.start_attempts, start_ready=False)
     return actions + _decide_waiting(job, resubmit_view, facts, resubmit_after=ending)
-
-
-def run_progress(output: OutputFacts, run_offset: int) -> str | None:
-    """The last progress mark the current run printed (None: none in this run)."""
-    return output.progress if output.progress is not None and output.progress_at >= run_offset else None
 
 
 def _state_for(state: SchedulerState) -> JobState:

@@ -78,6 +78,11 @@ def activity(output: OutputFacts, run_offset: int, progress_regex: str) -> str |
     return None
 
 
+def run_progress(output: OutputFacts, run_offset: int) -> str | None:
+    """The last progress mark the current run printed (None: none in this run)."""
+    return output.progress if output.progress is not None and output.progress_at >= run_offset else None
+
+
 def is_frozen(current_activity: str | None, changed_at: float | None, now: float, freeze_secs: float) -> bool:
     """Frozen: the current run has shown life once, then none for `freeze_secs` by the monitor's clock.
 
