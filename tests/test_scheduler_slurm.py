@@ -384,3 +384,16 @@ def test_a_refusal_for_want_of_nodes_is_told_apart_only_when_nodes_were_excluded
     with pytest.raises(SubmitError) as plain:  # the same words without an exclusion: the request itself is at fault
         SlurmScheduler(runner=refused).submit(job)
     assert not isinstance(plain.value, SubmitExcludedAll)
+
+
+def test_the_scripts_own_exclusion_is_kept_beside_the_bad_nodes(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def submit(argv: Sequence[str]) -> CommandResult:
+        seen.append(argv[2])
+        return recorded("sbatch_plain")
+
+    job = make_job(tmp_path, "j", "true", "--exclude=gpu[01-02]")
+    SlurmScheduler(runner=ReplayRunner({"submit": submit})).submit(job, exclude=["vm"])
+    # On sbatch's command line the option replaces the script's: both lists go there.
+    assert seen == [f"sbatch --exclude='gpu[01-02],vm' {job.sbatch_script}"]  # quoted: [ ] are shell globs

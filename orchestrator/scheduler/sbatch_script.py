@@ -24,18 +24,18 @@ _LONG_OPTIONS: Mapping[str, bool] = {
     "job-name": True, "output": True, "error": True, "time": True, "chdir": True, "open-mode": True,
     "nodes": True, "ntasks": True, "ntasks-per-node": True, "gpus": True, "gpus-per-node": True,
     "gpus-per-task": True, "gres": True, "partition": True, "account": True, "qos": True,
-    "exclusive": False, "hold": False, "parsable": False, "requeue": False, "no-requeue": False,
+    "exclusive": False, "hold": False, "parsable": False, "requeue": False, "no-requeue": False, "exclude": True,
 }
 _SHORT_OPTIONS: Mapping[str, str] = {
     "-J": "job-name", "-o": "output", "-e": "error", "-t": "time", "-D": "chdir", "-N": "nodes",
-    "-n": "ntasks", "-G": "gpus", "-p": "partition", "-A": "account", "-q": "qos", "-H": "hold",
+    "-n": "ntasks", "-G": "gpus", "-p": "partition", "-A": "account", "-q": "qos", "-H": "hold", "-x": "exclude",
 }
 _SHORT_FLAGS = frozenset({"-H"})
 # Every sbatch long option (Slurm 22.05+), to tell an abbreviation of ours from one of another option.
 _OTHER_LONG_OPTIONS = (
     "acctg-freq", "array", "batch", "bb", "bbf", "begin", "cluster-constraint", "clusters", "comment",
     "constraint", "container", "contiguous", "core-spec", "cores-per-socket", "cpu-freq", "cpus-per-gpu",
-    "cpus-per-task", "deadline", "delay-boot", "dependency", "distribution", "exclude", "export",
+    "cpus-per-task", "deadline", "delay-boot", "dependency", "distribution", "export",
     "export-file", "extra-node-info", "get-user-env", "gid", "gpu-bind", "gpu-freq", "gres-flags", "hint",
     "ignore-pbs", "input", "kill-on-invalid-dep", "licenses", "mail-type", "mail-user", "mcs-label", "mem",
     "mem-bind", "mem-per-cpu", "mem-per-gpu", "mincpus", "network", "nice", "no-kill", "nodefile",

@@ -93,6 +93,9 @@ class SlurmScheduler:
     # -- the interface --------------------------------------------------------------------------
 
     def submit(self, job: Job, exclude: Sequence[str] = ()) -> str:
+        if exclude:
+            # sbatch's command line wins over the script: keep the script's own --exclude in the list.
+            exclude = [*_script_exclusion(job.sbatch_script), *exclude]
         command = with_excluded_nodes(submit_command(job), exclude)
         result = self._run(["/bin/sh", "-c", command])
         job_id = slurm_parse.parse_sbatch(result.stdout) if result.returncode == 0 else None
@@ -193,6 +196,18 @@ def final_observation(job_id: str, queue: Observation | None, accounting: Observ
     reason = "accounting still lists it as active, the controller does not" if accounting is not None else ""
     return Observation(scheduler_id=job_id, name=accounting.name if accounting else "", state=SchedulerState.GONE,
                        reason=reason)
+
+
+def _script_exclusion(script: str) -> list[str]:
+    """The script's own `#SBATCH --exclude` (a hostlist expression), if any."""
+    from orchestrator.scheduler.sbatch_script import script_options
+
+    try:
+        with open(script, encoding="utf-8", errors="replace") as handle:
+            own = script_options(handle.read()).get("exclude", "")
+    except OSError:
+        return []  # sbatch reports a missing script in its own words
+    return [own] if own else []
 
 
 def with_excluded_nodes(command: str, nodes: Sequence[str]) -> str:
