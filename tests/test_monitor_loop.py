@@ -625,3 +625,47 @@ def test_a_requeued_job_keeps_its_id_and_is_not_resubmitted(tmp_path):
     assert scheduler.submits == ["job0"] and scheduler.cancels == []  # no resubmission, no freeze
     assert monitor.store.events(kind="requeued")
     assert monitor.store.job("job0").consecutive_failures == 0
+
+
+class NodedScheduler(FakeScheduler):
+    """Jobs run on node `n1` unless it is excluded; with `only_n1` (a one-node partition), excluding it is refused."""
+
+    def __init__(self, only_n1: bool = False) -> None:
+        super().__init__()
+        self.only_n1 = only_n1
+        self.excludes: list[tuple[str, ...]] = []
+
+    def submit(self, job: Job, exclude=()) -> str:
+        from orchestrator.scheduler.base import SubmitExcludedAll
+
+        self.excludes.append(tuple(exclude))
+        if self.only_n1 and "n1" in exclude:
+            raise SubmitExcludedAll("sbatch: error: Batch job submission failed: Requested node configuration is not "
+                                    "available")
+        return super().submit(job)
+
+    def nodes_of(self, scheduler_id: str) -> list[str]:
+        return ["n1"]
+
+
+@pytest.mark.parametrize("only_n1", [False, True])
+def test_a_node_failure_excludes_the_node_and_a_partition_without_others_is_tried_once(tmp_path, only_n1):
+    scheduler, clock = NodedScheduler(only_n1), Clock()
+    jobs = make_jobs(tmp_path, 1, max_failures=5)
+    monitor = make_monitor(tmp_path, jobs, scheduler, clock)
+    monitor.cycle()
+    for _ in range(3):  # the node fails the job three times running
+        [running] = scheduler.active("job0")
+        scheduler.set(running.scheduler_id, S.RUNNING)
+        clock.now += 1
+        monitor.cycle()
+        scheduler.set(running.scheduler_id, S.NODE_FAIL)
+        clock.now += 1
+        monitor.cycle()
+    if only_n1:
+        # One refused try with the exclusion (and at once the same submission without it), then never again for
+        # this job: every later sbatch goes without it.
+        assert scheduler.excludes == [(), ("n1",), (), (), ()]
+    else:
+        assert scheduler.excludes == [(), ("n1",), ("n1",), ("n1",)]
+    assert len(scheduler.submits) == 4

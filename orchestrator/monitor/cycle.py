@@ -71,6 +71,8 @@ class CycleRunner(Effects):
         self._logged_once: set[tuple[str, str]] = set()
         self._provenance = provenance
         self._committed_gpu_hours = 0.0
+        # Per job, the node exclusion its partition could not meet: not tried again (each refusal is an sbatch call).
+        self._exclusion_refused: dict[str, tuple[str, ...]] = {}
         self._lease = lease
         self._alerts = alerts
         self.fenced = False

@@ -44,6 +44,7 @@ class Effects(EventLog):
     _clock: Callable[[], float]
     _provenance: CampaignProvenance | None
     _committed_gpu_hours: float
+    _exclusion_refused: dict[str, tuple[str, ...]]
     _queue_limit: QueueLimit | None
     _limit_trial_used: bool
     _lease: Fence | None
@@ -193,6 +194,8 @@ class Effects(EventLog):
         self.store.write_snapshot()  # readers see the intent even if this monitor dies during the submit
         _make_output_dir(job)
         exclude = self._excluded_nodes()
+        if tuple(exclude) == self._exclusion_refused.get(name):
+            exclude = []  # refused before for want of nodes: not worth another refused sbatch
         try:
             try:
                 scheduler_id = self.scheduler.submit(job, exclude=exclude)
@@ -202,6 +205,7 @@ class Effects(EventLog):
                 self._log(name, "bad-node", f"no node is left for it once {','.join(exclude)} are excluded "
                                             f"({str(error).splitlines()[0][-200:]}): submitting without the exclusion",
                           logging.WARNING)
+                self._exclusion_refused[name] = tuple(exclude)
                 exclude = []
                 scheduler_id = self.scheduler.submit(job)
         except SchedulerUnavailable as error:
