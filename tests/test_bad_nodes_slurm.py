@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from monitor_campaign import run_orch
+from monitor_campaign import run_orch, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -23,8 +23,17 @@ FAULT = ("torch.distributed.DistBackendError: NCCL error in: ../torch/csrc/distr
 
 
 def _nodes(job_id: str) -> str:
-    return subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "NodeList"], capture_output=True, text=True,
-                          timeout=60).stdout.strip()
+    """The node sacct says the job ran on; accounting records a job shortly after it ends (slurmdbd is asynchronous),
+    so it is waited for."""
+    def listed() -> str:
+        return subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State,NodeList"], capture_output=True,
+                              text=True, timeout=60).stdout.strip()
+
+    def ended_on() -> str:
+        state, _, nodes = listed().partition("|")
+        return nodes if state in ("COMPLETED", "FAILED") else ""
+
+    return wait_for(ended_on, 60, interval=1, what=f"job {job_id}'s end in accounting (at first: {listed()!r})")
 
 
 def test_a_node_fault_keeps_the_resubmission_and_later_jobs_off_that_node(slurm_cluster, slurm_job_prefix, tmp_path):

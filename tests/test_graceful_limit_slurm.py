@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from monitor_campaign import REPO, run_orch
+from monitor_campaign import REPO, run_orch, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -63,7 +63,12 @@ def test_a_segment_that_saves_on_the_signal_is_resumed_not_killed(slurm_cluster,
     resumed = [int(found) for found in re.findall(r"loading checkpoint from ckpt at iteration (\d+)", output)]
     assert resumed == [int(saved) for saved in graceful]
     assert f"iteration {ITERATIONS:8d}/{ITERATIONS:8d}" in output
-    # Slurm saw clean endings: no segment was killed by its time limit.
-    states = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "--name", name], capture_output=True, text=True,
-                            timeout=60).stdout.split()
-    assert states == ["COMPLETED"] * len(segments), states
+    # Slurm saw clean endings: no segment was killed by its time limit. Accounting records a job shortly after it
+    # ends (slurmdbd is asynchronous): wait for the last one.
+    def accounted() -> list[str]:
+        return subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "--name", name], capture_output=True,
+                              text=True, timeout=60).stdout.split()
+
+    states = wait_for(lambda: (found := accounted()) == ["COMPLETED"] * len(segments) and found, 60, interval=1,
+                      what=f"{len(segments)} COMPLETED segments in accounting (at first: {accounted()})")
+    assert states == ["COMPLETED"] * len(segments)
