@@ -294,6 +294,12 @@ class Trainer:
         print_datetime("after training is done")
         return 0
 
+    def shut_down(self) -> None:
+        """Leave the process group together: a rank whose gloo threads are torn down by interpreter exit
+        while a peer still talks to it can abort ("terminate called without an active exception")."""
+        self.dist.barrier()
+        self.dist.destroy_process_group()
+
 
 def print_arguments(args: argparse.Namespace, trainer: Trainer) -> None:
     log("------------------------ arguments ------------------------")
@@ -317,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     print_arguments(args, trainer)
     if args.load:
         trainer.load()
-    return trainer.train()
+    status = trainer.train()
+    trainer.shut_down()
+    return status
 
 
 if __name__ == "__main__":
