@@ -1,9 +1,10 @@
 """The gap between one training segment's end and the next one's start, on the real Slurm test cluster.
 
-A long pretrain on a cluster with a walltime cap runs as segments. Two ways to queue the next one:
+A long pretrain on a cluster with a walltime cap runs as segments. Three ways to queue the next one:
 - resubmitted: `orch run` sees the segment leave the queue (one squeue per `--poll-secs`) and submits the next;
-- chained: every segment is in the queue from the start, each with `--dependency=afterany:<previous id>` (plain
-  sbatch here: what pre-queued continuations would give; orch does not chain yet, issue 22).
+- pre-queued: `orch run` with `prequeue: always` queues the next segment while one runs, with
+  `--dependency=afterany:<its id>`;
+- chained by hand: every segment is in the queue from the start, each behind the one before (plain sbatch).
 Each segment sleeps SEGMENT_SECS and exits 0 (a segment that saved and exited); the gaps are sacct's Start of
 segment k+1 minus End of segment k, in seconds (Slurm's clock, 1 s resolution).
 
@@ -25,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SEGMENTS = 4
-SEGMENT_SECS = 5
+SEGMENT_SECS = 12  # longer than the slowest poll: a pre-queuing monitor sees every segment running
 POLL_SECS = (2, 10)
 
 
@@ -58,25 +59,28 @@ def chained(work: Path) -> list[float]:
     return _gaps(ids)
 
 
-def resubmitted(work: Path, poll_secs: float) -> list[float]:
+def by_orch(work: Path, poll_secs: float, prequeue: str = "off") -> list[float]:
     name = f"gap-orch-{uuid.uuid4().hex[:6]}"
     (work / "job.sbatch").write_text(textwrap.dedent(f"""\
         #!/bin/bash
         #SBATCH --job-name={{name}}
         #SBATCH --output={{output_file}}
         #SBATCH --open-mode=append
-        n=$(cat {{name}}.count 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {{name}}.count
+        n=$(cat {{name}}.count 2>/dev/null || echo 0)
+        if [ $n -ge {SEGMENTS} ]; then echo "TRAINING DONE (nothing left)"; exit 0; fi
+        n=$((n + 1)); echo $n > {{name}}.count
         sleep {SEGMENT_SECS}
         echo " iteration $((n * 100))/ {SEGMENTS * 100} |"
         if [ $n -ge {SEGMENTS} ]; then echo "TRAINING DONE"; fi
         """))
     (work / "campaign.yaml").write_text(f'template: job.sbatch\nname: "{name}"\nsbatch_script: "{{name}}.sbatch"\n'
                                         f'output_file: "{{name}}.out"\ncmd: "sbatch {{sbatch_script}}"\n'
-                                        f'termination_str: "TRAINING DONE"\ncheck_interval_secs: {poll_secs}\n')
+                                        f'termination_str: "TRAINING DONE"\ncheck_interval_secs: {poll_secs}\n'
+                                        f'prequeue: {prequeue}\n')
     orch = [sys.executable, "-m", "orchestrator"]
     _run([*orch, "build-and-run", "campaign.yaml", "--scheduler", "slurm", "--poll-secs", str(poll_secs)], cwd=work)
     ids = [row.split("|")[0] for row in _run(["sacct", "-n", "-X", "-P", "--name", name, "-o", "JobIDRaw"]).split()]
-    return _gaps(sorted(ids, key=int))
+    return _gaps(sorted(ids, key=int)[:SEGMENTS])  # a last pre-queued one that found nothing left is not a segment
 
 
 def main() -> int:
@@ -91,10 +95,11 @@ def main() -> int:
         print(f"  chained (--dependency=afterany), plain sbatch: median {statistics.median(gaps):.0f} s, "
               f"max {max(gaps):.0f} s ({', '.join(f'{g:.0f}' for g in gaps)})")
         for poll in POLL_SECS:
-            with tempfile.TemporaryDirectory() as work:
-                gaps = resubmitted(Path(work), poll)
-            print(f"  resubmitted by orch run --poll-secs {poll}: median {statistics.median(gaps):.0f} s, "
-                  f"max {max(gaps):.0f} s ({', '.join(f'{g:.0f}' for g in gaps)})")
+            for prequeue, how in (("off", "resubmitted"), ("always", "pre-queued (prequeue: always)")):
+                with tempfile.TemporaryDirectory() as work:
+                    gaps = by_orch(Path(work), poll, prequeue)
+                print(f"  {how} by orch run --poll-secs {poll}: median {statistics.median(gaps):.0f} s, "
+                      f"max {max(gaps):.0f} s ({', '.join(f'{g:.0f}' for g in gaps)})")
     return 0
 
 

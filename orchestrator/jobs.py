@@ -30,6 +30,7 @@ SPECIAL_KEYS: frozenset[str] = frozenset(
         "progress_regex",
         "fail_regex",
         "node_fault_regex",
+        "prequeue",
     }
 )
 
@@ -55,6 +56,12 @@ DEFAULT_PROGRESS_MARK = r"\biteration\s+(\d+)"
 DEFAULT_NODE_FAULT_REGEX = (r"ncclSystemError|ncclRemoteError|NCCL error.*(?:unhandled system error|remote process exited)"
                             r"|Communication connection failure|ECC error|GPU has fallen off the bus"
                             r"|CUDA-capable device\(s\) (?:is|are) busy or unavailable|no CUDA-capable device is detected")
+# `prequeue`: when the next segment of a time-limited job waits in the queue behind the running one
+# (`sbatch --dependency=afterany:ID`) instead of being submitted once the monitor sees the run end.
+PREQUEUE_OFF = "off"
+PREQUEUE_AUTO = "auto"  # when the run's own log says it cannot finish before its time limit
+PREQUEUE_ALWAYS = "always"  # as soon as a segment is in the queue (a job declared to need many)
+PREQUEUE_MODES = (PREQUEUE_OFF, PREQUEUE_AUTO, PREQUEUE_ALWAYS)
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,8 @@ class Job:
     """Regex for output that means the run is lost (e.g. `lm loss: nan`): the job is cancelled, a failure."""
     node_fault_regex: str = DEFAULT_NODE_FAULT_REGEX
     """Regex for output that blames the node (DEFAULT_NODE_FAULT_REGEX): the attempt's nodes are marked bad."""
+    prequeue: str = PREQUEUE_OFF
+    """Queue the next segment behind the running one: PREQUEUE_OFF, PREQUEUE_AUTO or PREQUEUE_ALWAYS."""
 
     @property
     def effective_freeze_secs(self) -> float:

@@ -215,6 +215,25 @@ def test_cooldown_script_links_the_pretraining_checkpoint_first(tmp_path):
     assert (branch / "latest_checkpointed_iteration.txt").read_text().strip() == "100"
 
 
+@pytest.mark.parametrize("phase", ["PRETRAIN", "COOLDOWN"])
+def test_a_finished_run_is_not_started_again(tmp_path, phase):
+    # A pre-queued segment that Slurm starts after the last one finished must not run Megatron: it would save the
+    # final iteration again, and a cancel mid-save would leave the whole run's last checkpoint dead.
+    params = _train_params(tmp_path, phase)
+    script = render_job(_job(params))
+    make_checkpoint(tmp_path / "logs" / "exp" / "checkpoints", 100)  # the cooldown's branch point
+    run_dir = tmp_path / "logs" / "exp" / ("checkpoints" if phase == "PRETRAIN" else "cooldown_s20/checkpoints")
+    make_checkpoint(run_dir, 200)
+    write_tracker(run_dir, 150)  # a save that is not the last one: training goes on
+    result = _run(script, tmp_path)
+    assert result.returncode == 0 and "/opt/megatron/pretrain_gpt.py" in result.stdout, result.stderr
+    write_tracker(run_dir, 200)  # the last save is whole
+    result = _run(script, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "/opt/megatron/pretrain_gpt.py" not in result.stdout
+    assert "after training is done" in result.stdout and "checkpoint 200 is whole" in result.stdout
+
+
 def test_container_wraps_python(tmp_path):
     params = {**_train_params(tmp_path, "PRETRAIN"), "CONTAINER_IMAGE": "/img/megatron.sif", "CONTAINER_BINDS": "/data"}
     script = render_job(_job(params))

@@ -669,3 +669,104 @@ def test_a_node_failure_excludes_the_node_and_a_partition_without_others_is_trie
     else:
         assert scheduler.excludes == [(), ("n1",), ("n1",), ("n1",)]
     assert len(scheduler.submits) == 4
+
+
+class ChainingScheduler(FakeScheduler):
+    """Queues a submission behind another (`after`) and starts it when that one ends, as Slurm's afterany does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.after: dict[str, str] = {}
+
+    def can_chain(self, job: Job) -> bool:
+        return True
+
+    def submit(self, job: Job, exclude=(), after: str | None = None) -> str:
+        scheduler_id = super().submit(job)
+        if after is not None:
+            self.after[scheduler_id] = after
+        return scheduler_id
+
+    def end(self, scheduler_id: str, state: S, exit_code: int | None = 0) -> None:
+        self.set(scheduler_id, state, exit_code)
+        for waiting, before in self.after.items():
+            if before == scheduler_id and self.jobs[waiting].state == S.PENDING:
+                self.set(waiting, S.RUNNING)
+
+
+def test_pre_queued_segments_count_against_max_jobs_and_continue_the_job(tmp_path):
+    scheduler, clock = ChainingScheduler(), Clock()
+    jobs = make_jobs(tmp_path, 2, prequeue="always", output_file=str(tmp_path / "%x-%j.out"))
+    monitor = make_monitor(tmp_path, jobs, scheduler, clock, max_jobs=3)
+    monitor.cycle()  # both submitted
+    assert scheduler.submits == ["job0", "job1"]
+    for sid in ("1000", "1001"):
+        scheduler.set(sid, S.RUNNING)
+    clock.now += 1
+    monitor.cycle()  # one slot left under --max-jobs 3: one pre-queued segment, not two
+    assert scheduler.after == {"1002": "1000"}
+    assert monitor.store.job("job0").standby.scheduler_id == "1002"
+    scheduler.end("1000", S.TIMEOUT, None)  # Slurm starts the pre-queued one by itself
+    clock.now += 1
+    monitor.cycle()
+    record = monitor.store.job("job0")
+    assert record.current.scheduler_id == "1002" and record.state == JobState.RUNNING
+    assert scheduler.after["1003"] == "1002"  # the next one at once, behind the promoted one
+    assert scheduler.submits.count("job0") == 3 and scheduler.cancels == []
+
+
+def test_a_pre_queued_segment_that_already_ran_is_closed_with_its_own_ending(tmp_path):
+    scheduler, clock = ChainingScheduler(), Clock()
+    [job] = make_jobs(tmp_path, 1, prequeue="always", output_file=str(tmp_path / "%x-%j.out"))
+    monitor = make_monitor(tmp_path, [job], scheduler, clock)
+    monitor.cycle()
+    scheduler.set("1000", S.RUNNING)
+    clock.now += 1
+    monitor.cycle()
+    assert scheduler.after == {"1001": "1000"}
+    # The last segment wrote its done line and ended; the successor started and ended before a poll.
+    (tmp_path / "job0-1000.out").write_text("step 100\nTRAINING DONE\n")
+    scheduler.end("1000", S.COMPLETED)
+    scheduler.end("1001", S.COMPLETED)
+    clock.now += 1
+    monitor.cycle()
+    assert states(monitor) == {"job0": "done"}
+    assert scheduler.cancels == []  # nothing left to cancel
+    assert [(a.scheduler_id, a.final_state) for a in monitor.store.attempts("job0")] == [("1000", "COMPLETED"),
+                                                                                          ("1001", "COMPLETED")]
+
+
+def test_orch_cancel_cancels_the_pre_queued_segment_too(tmp_path):
+    from orchestrator.monitor.user_cancel import cancel_jobs
+
+    scheduler, clock = ChainingScheduler(), Clock()
+    [job] = make_jobs(tmp_path, 1, prequeue="always", output_file=str(tmp_path / "%x-%j.out"))
+    monitor = make_monitor(tmp_path, [job], scheduler, clock)
+    monitor.cycle()
+    scheduler.set("1000", S.RUNNING)
+    clock.now += 1
+    monitor.cycle()
+    outcome = cancel_jobs(monitor.store, scheduler, {"job0": job.sbatch_script}, "cancelled by `orch cancel`")
+    assert sorted(outcome.cancelled) == ["1000", "1001"] and sorted(scheduler.cancels) == ["1000", "1001"]
+    clock.now += 1
+    monitor.cycle()  # the cancelled job's attempts close as their submissions leave the queue
+    assert all(a.ended_at is not None for a in monitor.store.attempts("job0"))
+
+
+@pytest.mark.parametrize("append", [False, True])
+def test_segments_that_truncate_a_shared_log_are_never_pre_queued(tmp_path, append):
+    # Slurm truncates --output when a job starts: a successor started the moment its predecessor ends would wipe the
+    # text the monitor judges that ending on (an empty log reads as "no progress", a failure).
+    scheduler, clock = ChainingScheduler(), Clock()
+    [job] = make_jobs(tmp_path, 1, prequeue="always", sbatch_script=str(tmp_path / "job0.sbatch"))
+    Path(job.sbatch_script).write_text("#!/bin/bash\n" + ("#SBATCH --open-mode=append\n" if append else "") + "true\n")
+    monitor = make_monitor(tmp_path, [job], scheduler, clock)
+    monitor.cycle()
+    scheduler.set("1000", S.RUNNING)
+    clock.now += 1
+    monitor.cycle()
+    assert scheduler.after == ({"1001": "1000"} if append else {})
+    ignored = [message for _, _, kind, message in monitor.store.events(kind="prequeue")]
+    assert ignored == ([] if append else ["prequeue: always is ignored: its segments share one log that each truncates "
+                                          "when it starts; give output_file a %j, or the script #SBATCH "
+                                          "--open-mode=append; each segment is submitted when the previous one ends"])

@@ -7,6 +7,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -397,3 +398,28 @@ def test_the_scripts_own_exclusion_is_kept_beside_the_bad_nodes(tmp_path: Path) 
     SlurmScheduler(runner=ReplayRunner({"submit": submit})).submit(job, exclude=["vm"])
     # On sbatch's command line the option replaces the script's: both lists go there.
     assert seen == [f"sbatch --exclude='gpu[01-02],vm' {job.sbatch_script}"]  # quoted: [ ] are shell globs
+
+
+def test_a_pre_queued_submission_waits_on_the_given_one(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def submit(argv: Sequence[str]) -> CommandResult:
+        seen.append(argv[2])
+        return recorded("sbatch_plain")
+
+    job = make_job(tmp_path, "j", "true")
+    scheduler = SlurmScheduler(runner=ReplayRunner({"submit": submit}))
+    assert scheduler.can_chain(job)
+    scheduler.submit(job, exclude=["vm"], after="41")
+    assert seen == [f"sbatch --dependency=afterany:41 --exclude=vm {job.sbatch_script}"]
+
+
+def test_a_cmd_that_hides_sbatch_is_never_chained(tmp_path: Path) -> None:
+    # Without --dependency the "next" segment would run beside the current one: refused, nothing run.
+    job = replace(make_job(tmp_path, "j", "true"), cmd="./submit.sh {sbatch_script}")
+    runner = ReplayRunner({})
+    scheduler = SlurmScheduler(runner=runner)
+    assert not scheduler.can_chain(job)
+    with pytest.raises(SubmitError, match="no sbatch word"):
+        scheduler.submit(job, after="41")
+    assert runner.calls == []

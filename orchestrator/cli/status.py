@@ -57,11 +57,14 @@ def status_rows(jobs, store, now: float) -> list[dict[str, Any]]:
         spend = job_spend(attempts, now)
         state = record.state.value if record else "waiting"
         done = record is not None and record.state in (JobState.DONE, JobState.CANCELLED)  # nothing more to spend
-        open_attempt = next((a for a in attempts if a.ended_at is None), None)
+        open_attempt = next((a for a in attempts if a.ended_at is None and not a.standby), None)
+        standby = next((a for a in attempts if a.ended_at is None and a.standby), None)
+        submitted = [a for a in attempts if not a.standby]  # pre-queued ones count once promoted
         rows.append({
             "name": job.name,
             "state": state,
-            "scheduler_id": attempts[-1].scheduler_id if attempts else None,
+            "scheduler_id": submitted[-1].scheduler_id if submitted else None,
+            "prequeued": standby.scheduler_id if standby else None,
             "attempts": len(attempts),
             "runtime_secs": round(sum(attempt_seconds(a, now) for a in attempts), 1),
             "gpu_hours_spent": round(spend.spent, 4),
@@ -329,6 +332,10 @@ def print_history(args: argparse.Namespace, jobs) -> int:
     for number, attempt in enumerate(attempts, 1):
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(attempt.intent_at))
         ending = attempt.final_state or ("running" if attempt.scheduler_id else "intent (no id yet)")
+        if attempt.after_id and attempt.final_state is None and attempt.standby:
+            ending = f"pre-queued behind {attempt.after_id}" + ("" if attempt.scheduler_id else ", intent (no id yet)")
+        elif attempt.after_id:
+            ending += f" (pre-queued behind {attempt.after_id})"
         if attempt.cancel_reason:
             ending += f", cancelled by orch: {attempt.cancel_reason}"
         print(f"#{number} {attempt.scheduler_id or '-'} submitted {when}: {ending}"

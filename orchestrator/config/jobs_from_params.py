@@ -9,7 +9,7 @@ from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.jobs import (DEFAULT_CHECK_INTERVAL_SECS, DEFAULT_MAX_FAILURES, DEFAULT_NODE_FAULT_REGEX,
-                              DEFAULT_PROBE_TIMEOUT_SECS, Job)
+                              DEFAULT_PROBE_TIMEOUT_SECS, PREQUEUE_AUTO, PREQUEUE_MODES, PREQUEUE_OFF, Job)
 
 MANDATORY_KEYS: tuple[str, ...] = ("name", "template", "output_file", "cmd", "sbatch_script")
 
@@ -37,6 +37,17 @@ def _regex(value: Any, key: str, job_name: str) -> str:
         except re.error as error:
             raise UserError(f"job {job_name}: key {key!r} is not a valid regular expression ({error}): {text!r}") from None
     return text
+
+
+def _prequeue(value: Any, job_name: str) -> str:
+    if value is None or value is False or value == "":
+        return PREQUEUE_OFF
+    if value is True:
+        return PREQUEUE_AUTO
+    if type(value) is str and value.lower() in PREQUEUE_MODES:
+        return value.lower()
+    raise UserError(f"job {job_name}: key 'prequeue' must be one of {', '.join(PREQUEUE_MODES)} (or true/false), "
+                    f"got {value!r}")
 
 
 def job_from_params(params: dict[str, Any], index: int) -> Job:
@@ -77,6 +88,7 @@ def job_from_params(params: dict[str, Any], index: int) -> Job:
         _regex(get("progress_regex"), "progress_regex", name),
         _regex(get("fail_regex"), "fail_regex", name),
         _regex(get("node_fault_regex", DEFAULT_NODE_FAULT_REGEX), "node_fault_regex", name),
+        _prequeue(get("prequeue"), name),
     )
 
 

@@ -18,9 +18,9 @@ from typing import Callable
 from orchestrator.accounting.ledger import committed_gpu_hours
 from orchestrator.accounting.provenance import CampaignProvenance
 from orchestrator.job_state import JobState
-from orchestrator.jobs import Job
+from orchestrator.jobs import PREQUEUE_AUTO, PREQUEUE_OFF, Job
 from orchestrator.monitor.alerts import Alerts
-from orchestrator.monitor.effects import Effects
+from orchestrator.monitor.effects import Effects, read_script
 from orchestrator.monitor.lifecycle import Facts, Transition, decide, start_probe_due, termination_probe_due, view_of
 from orchestrator.monitor.options import (
     MAX_PROBE_WAIT_SECS,
@@ -32,8 +32,9 @@ from orchestrator.monitor.options import (
 )
 from orchestrator.monitor.ownership import is_campaign_submission, recorded_submission
 from orchestrator.monitor.probe_runner import ProbeFunction, ProbeOutcome, ProbeRunner
-from orchestrator.monitor.probes import OutputFacts, OutputWatcher, resolve_output_path
+from orchestrator.monitor.probes import OutputFacts, OutputWatcher, has_job_id_pattern, resolve_output_path
 from orchestrator.scheduler.base import Observation, Scheduler, SchedulerUnavailable
+from orchestrator.scheduler.sbatch_script import script_options, signal_lead_secs
 from orchestrator.state.store import JobRecord, StateStore
 
 LOGGER = logging.getLogger("orch.monitor")
@@ -73,6 +74,8 @@ class CycleRunner(Effects):
         self._committed_gpu_hours = 0.0
         # Per job, the node exclusion its partition could not meet: not tried again (each refusal is an sbatch call).
         self._exclusion_refused: dict[str, tuple[str, ...]] = {}
+        self._chain_refused: set[str] = set()
+        self._script_facts: dict[str, tuple[float, bool]] = {}
         self._lease = lease
         self._alerts = alerts
         self.fenced = False
@@ -94,7 +97,8 @@ class CycleRunner(Effects):
         prepared = [self._prepare(job, records[job.name], observations, by_name, known, now) for job in live]
         # What --max-jobs and queue limits count: the campaign's submissions in the queue, intents included.
         active = self._lingering_active(records, observations, known) + sum(
-            1 for item in prepared if item.in_queue or item.view.pending_intent)
+            (item.in_queue or item.view.pending_intent) + (item.standby_in_queue or item.view.standby_intent)
+            for item in prepared)
         wait = self.options.probe_wait_secs
         self._probes.wait(wait if wait is not None else min(self.options.poll_secs / 2, MAX_PROBE_WAIT_SECS))
 
@@ -127,7 +131,8 @@ class CycleRunner(Effects):
 
     def _query(self, records: dict[str, JobRecord], live: list[Job]) -> tuple[dict[str, Observation], bool]:
         """One scheduler query for the campaign; recorded ids now used by another job read GONE."""
-        current = {r.current.scheduler_id: r.name for r in records.values() if r.current and r.current.scheduler_id}
+        current = {attempt.scheduler_id: r.name for r in records.values() for attempt in (r.current, r.standby)
+                   if attempt and attempt.scheduler_id}
         try:
             observations = dict(self.scheduler.query(list(current), [job.name for job in live]))
         except SchedulerUnavailable as error:
@@ -151,7 +156,7 @@ class CycleRunner(Effects):
     def _close_lingering(self, records: dict[str, JobRecord]) -> None:
         """Before the monitor ends: close the attempts of finished jobs that have left the queue meanwhile,
         with the scheduler's time for them (the ledger); those still winding down stay open."""
-        if any(r.current and r.current.scheduler_id for r in records.values()):
+        if any(attempt and attempt.scheduler_id for r in records.values() for attempt in (r.current, r.standby)):
             observations, known = self._query(records, [])
             if known:
                 self._lingering_active(records, observations, known)
@@ -180,6 +185,8 @@ class CycleRunner(Effects):
         leave; the attempts of those that left are closed."""
         active = 0
         for record in records.values() if known else ():
+            if record.state.is_terminal and record.standby is not None:
+                active += self._close_standby_of_finished(record, observations)
             if not (record.state.is_terminal and record.current and record.current.scheduler_id):
                 continue
             observation = observations.get(record.current.scheduler_id)
@@ -191,6 +198,23 @@ class CycleRunner(Effects):
                                        observation.elapsed_secs if observation else None,
                                        observation.gpus if observation else None)
         return active
+
+    def _close_standby_of_finished(self, record: JobRecord, observations: dict[str, Observation]) -> int:
+        """A finished job's pre-queued segment (left by a monitor killed between its two steps, or by `orch cancel`
+        with the scheduler away) must not run: cancel it, close it once gone. Returns 1 while it is in the queue."""
+        standby_id = record.standby.scheduler_id if record.standby else None
+        observation = observations.get(standby_id) if standby_id else None
+        if observation is not None and observation.state.is_active:
+            if self._may_act():
+                try:
+                    self.scheduler.cancel([standby_id])
+                    self._log(record.name, "prequeue-cancelled", f"cancelled the pre-queued {standby_id}: the job "
+                                                                 f"is {record.state.value}")
+                except SchedulerUnavailable:
+                    pass  # tried again next cycle
+            return 1
+        self.store.end_attempt(record.name, observation.state.value if observation else "GONE", standby=True)
+        return 0
 
     def _prepare(self, job: Job, record: JobRecord, observations: dict[str, Observation],
                  by_name: dict[str, list[Observation]], known: bool, now: float) -> Prepared:
@@ -219,7 +243,9 @@ class CycleRunner(Effects):
                 if self._probes.launch((job.name, "start_condition_cmd"), job.start_condition_cmd,
                                        job.probe_timeout_secs, now):
                     self.store.update_job(job.name, last_start_probe=now)
-        return Prepared(job, record, view, observation, output, in_queue)
+        standby = observations.get(view.standby_id) if view.standby_id else None
+        return Prepared(job, record, view, observation, output, in_queue, standby,
+                        standby is not None and standby.state.is_active)
 
     def _needs_fresh_check(self, name: str) -> bool:
         return name in self._out_since and name not in self._checked_since_out
@@ -239,7 +265,11 @@ class CycleRunner(Effects):
             now=now,
             scheduler_known=known,
             observation=item.observation,
-            found_by_name=tuple(by_name.get(job.name, ())) if not item.view.scheduler_id else (),
+            found_by_name=(tuple(by_name.get(job.name, ())) if not item.view.scheduler_id or item.view.standby_intent
+                           else ()),
+            standby_observation=item.standby_observation,
+            can_chain=self._can_chain(job),
+            signal_lead_secs=self._signal_lead(job),
             output=item.output,
             termination_probe=termination_flag,
             termination_pending=(bool(job.termination_cmd) and not item.output.termination_matched
@@ -248,6 +278,39 @@ class CycleRunner(Effects):
             can_submit=self._can_submit(active, now),
             max_start_attempts=self.options.max_start_attempts,
         )
+
+    def _can_chain(self, job: Job) -> bool:
+        """May the job's next segment be pre-queued (`prequeue`), with this scheduler, `cmd` and log?"""
+        if job.prequeue == PREQUEUE_OFF or job.name in self._chain_refused:
+            return False
+        can_chain = getattr(self.scheduler, "can_chain", None)
+        if can_chain is None or not can_chain(job):
+            why = ("its cmd runs sbatch out of sight, so --dependency cannot be passed" if can_chain is not None
+                   else f"the {self.scheduler.name} scheduler cannot queue a job behind another")
+        elif not self._script_facts_of(job)[1]:
+            # Slurm truncates --output when a job starts (sbatch --open-mode's default): the successor, started the
+            # moment its predecessor ends, would wipe the log the monitor judges that ending on.
+            why = ("its segments share one log that each truncates when it starts; give output_file a %j, or the "
+                   "script #SBATCH --open-mode=append")
+        else:
+            return True
+        self._log_once(job.name, "prequeue-unsupported", "prequeue", f"prequeue: {job.prequeue} is ignored: {why}; "
+                                                                     "each segment is submitted when the previous one ends")
+        return False
+
+    def _signal_lead(self, job: Job) -> float:
+        return self._script_facts_of(job)[0] if job.prequeue == PREQUEUE_AUTO else 0.0
+
+    def _script_facts_of(self, job: Job) -> tuple[float, bool]:
+        """What pre-queuing reads in the job's script, once per monitor: its `#SBATCH --signal` lead, and whether each
+        segment keeps its predecessor's log (its own file by %j, or `--open-mode=append`)."""
+        if job.name not in self._script_facts:
+            content = read_script(job)
+            options = script_options(content.decode(errors="replace")) if content is not None else {}
+            log = options.get("output") or job.output_file
+            kept = has_job_id_pattern(log) or options.get("open-mode", "").startswith("a")
+            self._script_facts[job.name] = (signal_lead_secs(options.get("signal", "")), kept)
+        return self._script_facts[job.name]
 
     def _take_probe(self, job: Job, what: str) -> ProbeOutcome | None:
         outcome = self._probes.take((job.name, what))

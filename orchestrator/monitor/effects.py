@@ -11,7 +11,6 @@ from orchestrator.accounting.estimate import JobEstimate, estimate_job
 from orchestrator.accounting.provenance import CampaignProvenance, keep_script
 from orchestrator.job_state import JobState
 from orchestrator.jobs import Job
-from orchestrator.monitor.events import EventLog
 from orchestrator.monitor.lifecycle import (
     Action,
     Adopt,
@@ -28,7 +27,9 @@ from orchestrator.monitor.lifecycle import (
     Transition,
 )
 from orchestrator.monitor.options import Applied, Fence, MonitorOptions, QueueLimit
+from orchestrator.monitor.actions import AdoptStandby, CancelStandby, EndStandby, PromoteStandby, SubmitStandby
 from orchestrator.monitor.probes import OutputFacts, has_job_id_pattern
+from orchestrator.monitor.standby_effects import StandbyEffects
 from orchestrator.scheduler.base import Scheduler, SchedulerUnavailable, SubmitError, SubmitExcludedAll, SubmitLimited
 from orchestrator.monitor.user_cancel import cancel_jobs
 from orchestrator.state.bad_nodes import excluded, mark_bad, read_bad_nodes
@@ -36,7 +37,7 @@ from orchestrator.state.requests import answer_request, pending_requests
 from orchestrator.state.store import StateConflict
 
 
-class Effects(EventLog):
+class Effects(StandbyEffects):
     """Carries out the actions `lifecycle.decide` chose; the only code that submits or cancels."""
 
     scheduler: Scheduler
@@ -147,6 +148,11 @@ class Effects(EventLog):
                 self._log(name, action.kind, action.message, logging.WARNING)
             elif isinstance(action, MarkBadNodes):
                 self._mark_bad_nodes(name, action)
+            elif isinstance(action, (SubmitStandby, CancelStandby, PromoteStandby, AdoptStandby, EndStandby)):
+                outcome = self._apply_standby(job, action, active, new_run_offset(job, output))
+                if outcome is None:
+                    return Applied(scheduler_answered=False, submitted=submitted)
+                submitted |= outcome
         return Applied(submitted=submitted)
 
     def _mark_bad_nodes(self, name: str, action: MarkBadNodes) -> None:
@@ -178,36 +184,17 @@ class Effects(EventLog):
         # The intent is durable BEFORE the submit command runs: a monitor killed in between finds the
         # submission again by name instead of submitting twice. It also fixes where this attempt's output
         # begins: a per-submission log (%j) is new, an appended one keeps its earlier attempts' text.
-        content = read_script(job)
-        estimate = (estimate_job(job, content.decode(errors="replace"), self.options.node_gpus)
-                    if content is not None else None)
+        estimate, provenance = self._submission_facts(job)
         if not self._within_budget(job, estimate):
             return False
-        digest = keep_script(self.store.path.parent, content) if content is not None else None
-        provenance = (self._provenance.for_submission(digest) if self._provenance is not None
-                      else {"script_sha256": digest})
-        offset = 0 if has_job_id_pattern(job.output_file) else output.size
-        attempt = self.store.record_intent(name, output_offset=offset,
+        attempt = self.store.record_intent(name, output_offset=new_run_offset(job, output),
                                            estimate_gpus=estimate.gpus if estimate else None,
                                            estimate_hours=estimate.hours if estimate else None, provenance=provenance)
         self.store.update_job(name, start_ready=0)
         self.store.write_snapshot()  # readers see the intent even if this monitor dies during the submit
         _make_output_dir(job)
-        exclude = self._excluded_nodes()
-        if tuple(exclude) == self._exclusion_refused.get(name):
-            exclude = []  # refused before for want of nodes: not worth another refused sbatch
         try:
-            try:
-                scheduler_id = self.scheduler.submit(job, exclude=exclude)
-            except SubmitExcludedAll as error:
-                # A small partition with its bad nodes excluded has none left: running on a suspect node beats
-                # never running. Nothing was submitted, so submitting again is safe.
-                self._log(name, "bad-node", f"no node is left for it once {','.join(exclude)} are excluded "
-                                            f"({str(error).splitlines()[0][-200:]}): submitting without the exclusion",
-                          logging.WARNING)
-                self._exclusion_refused[name] = tuple(exclude)
-                exclude = []
-                scheduler_id = self.scheduler.submit(job)
+            scheduler_id, exclude = self._submit_excluding(job)
         except SchedulerUnavailable as error:
             self._log(name, "submit-unknown", f"submit did not answer ({error}); the intent is kept and the job "
                                               "is looked for by name before anything is submitted again", logging.WARNING)
@@ -239,11 +226,49 @@ class Effects(EventLog):
             self._log(None, "queue-limit-cleared", f"the cluster accepts submissions again ({active + 1} in the queue)")
         return True
 
+    def _submission_facts(self, job: Job) -> tuple[JobEstimate | None, dict]:
+        """What a submission of `job` is recorded with: its cost estimate, and its provenance (script kept by hash)."""
+        content = read_script(job)
+        estimate = (estimate_job(job, content.decode(errors="replace"), self.options.node_gpus)
+                    if content is not None else None)
+        digest = keep_script(self.store.path.parent, content) if content is not None else None
+        provenance = (self._provenance.for_submission(digest) if self._provenance is not None
+                      else {"script_sha256": digest})
+        return estimate, provenance
+
+    def _submit_excluding(self, job: Job, after: str | None = None) -> tuple[str, list[str]]:
+        """Submit with the campaign's bad nodes excluded; the scheduler's exceptions pass through. Returns the id and
+        the nodes excluded."""
+        exclude = self._excluded_nodes()
+        if tuple(exclude) == self._exclusion_refused.get(job.name):
+            exclude = []  # refused before for want of nodes: not worth another refused sbatch
+        chained = {"after": after} if after is not None else {}  # a backend that cannot chain takes no `after`
+        try:
+            return self.scheduler.submit(job, exclude=exclude, **chained), exclude
+        except SubmitExcludedAll as error:
+            # A small partition with its bad nodes excluded has none left: running on a suspect node beats
+            # never running. Nothing was submitted, so submitting again is safe.
+            self._log(job.name, "bad-node", f"no node is left for it once {','.join(exclude)} are excluded "
+                                            f"({str(error).splitlines()[0][-200:]}): submitting without the exclusion",
+                      logging.WARNING)
+            self._exclusion_refused[job.name] = tuple(exclude)
+            return self.scheduler.submit(job, **chained), []
+
     def _within_budget(self, job: Job, estimate: JobEstimate | None) -> bool:
         """Under `budget_gpu_hours`, a job is submitted only if its estimate fits; else it waits (not a failure)."""
+        why = self._over_budget(estimate)
+        if why is None:
+            return True
+        self.store.set_state(job.name, JobState.WAITING, f"budget: {why}")
+        self.store.update_job(job.name, start_ready=1)
+        self._log_once(job.name, "budget", "budget", f"not submitted: {why}")
+        return False
+
+    def _over_budget(self, estimate: JobEstimate | None) -> str | None:
+        """Why a submission with this estimate would not fit `budget_gpu_hours`; None when it fits."""
         budget = self.options.budget_gpu_hours
         if budget is None or estimate is None or not (estimate.gpus or estimate.gpus_unknown):
-            return True
+            return None
         if estimate.gpus_unknown:
             why = ("it asks for nodes but names no GPUs and the cluster's node definition is unknown, so its cost is "
                    "unknown (set estimate_gpus or a GPU option)")
@@ -253,11 +278,8 @@ class Effects(EventLog):
             why = (f"its {estimate.gpu_hours:g} GPU-hours on top of {self._committed_gpu_hours:.1f} spent or reserved "
                    f"would pass the budget of {budget:g}")
         else:
-            return True
-        self.store.set_state(job.name, JobState.WAITING, f"budget: {why}")
-        self.store.update_job(job.name, start_ready=1)
-        self._log_once(job.name, "budget", "budget", f"not submitted: {why}")
-        return False
+            return None
+        return why
 
     def _limit_reached(self, name: str, active: int, error: SubmitError) -> None:
         retry_at = self._clock() + self.options.limit_retry_secs
@@ -275,6 +297,12 @@ def read_script(job: Job) -> bytes | None:
             return handle.read()
     except OSError:
         return None  # the submit command reports it in its own words
+
+
+def new_run_offset(job: Job, output: OutputFacts) -> int:
+    """Where a new attempt's output begins: a per-submission log (%j) is new, an appended one keeps its earlier
+    attempts' text."""
+    return 0 if has_job_id_pattern(job.output_file) else output.size
 
 
 def _make_output_dir(job: Job) -> None:

@@ -9,14 +9,43 @@ with plain values and a fake clock. The states and their transitions live in `or
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from orchestrator.job_state import JobState
 from orchestrator.jobs import Job
 from orchestrator.monitor.node_faults import node_fault
+from orchestrator.monitor.actions import (  # noqa: F401 - the actions are part of this module's interface
+    Abandon,
+    Action,
+    Adopt,
+    AdoptStandby,
+    Cancel,
+    DropIntent,
+    EndAttempt,
+    Log,
+    MarkBadNodes,
+    MarkDone,
+    MarkFailed,
+    PromoteStandby,
+    RecordOutput,
+    StartReady,
+    StartRefused,
+    StartRun,
+    Submit,
+    Transition,
+)
+from orchestrator.monitor.prequeue import (
+    STANDBY_NOT_NEEDED,
+    cancel_standby,
+    promote_standby,
+    reconcile_standby,
+    standby_waits,
+    state_for,
+    with_standby_in_queue,
+)
 from orchestrator.monitor.probes import OutputFacts, activity, is_frozen, run_progress
 from orchestrator.monitor.segment_end import save_ending
-from orchestrator.scheduler.base import Observation, SchedulerState
+from orchestrator.scheduler.base import Observation, SchedulerState, newest_first_order
 from orchestrator.state.store import JobRecord
 
 # Endings that are not the job's fault: the job is resubmitted without counting a failure, whatever
@@ -66,6 +95,12 @@ class JobView:
     """The monitor cancelled the current attempt: `CANCELLED_FROZEN` or `CANCELLED_FAIL_REGEX`."""
     end_progress: str | None = None
     """The progress mark (see `Job.progress_mark_regex`) the previous attempt ended at."""
+    standby_id: str | None = None
+    """Id of the next segment pre-queued behind the current attempt (`monitor.prequeue`)."""
+    standby_intent: bool = False
+    """A pre-queued segment was recorded as an intent to submit but its id never was."""
+    limit_secs: float | None = None
+    """The current attempt's time limit, read from its script when it was submitted."""
 
 
 def view_of(record: JobRecord) -> JobView:
@@ -84,6 +119,9 @@ def view_of(record: JobRecord) -> JobView:
         run_output_offset=record.run_output_offset,
         cancelled_for=current.cancel_reason if current else None,
         end_progress=record.end_progress,
+        standby_id=record.standby.scheduler_id if record.standby else None,
+        standby_intent=record.standby is not None and record.standby.scheduler_id is None,
+        limit_secs=current.estimate_hours * 3600 if current and current.estimate_hours else None,
     )
 
 
@@ -97,7 +135,13 @@ class Facts:
     observation: Observation | None = None
     """The current attempt as the scheduler sees it (None: no current id, or not reported)."""
     found_by_name: Sequence[Observation] = ()
-    """This campaign's active submissions of this job other than the current id (name and script match)."""
+    """This campaign's active submissions of this job whose ids the store does not know (name and script match)."""
+    standby_observation: Observation | None = None
+    """The pre-queued segment as the scheduler sees it (None: none, or not reported)."""
+    can_chain: bool = False
+    """The scheduler can queue a submission behind another (`--dependency`), for this job's `cmd`."""
+    signal_lead_secs: float = 0.0
+    """How long before its time limit the job's script asks to be signalled (`#SBATCH --signal`)."""
     output: OutputFacts = field(default_factory=OutputFacts)
     termination_probe: bool | None = None
     """A `termination_cmd` result that arrived this cycle, else None."""
@@ -109,111 +153,6 @@ class Facts:
     can_submit: bool = True
     """A slot is free under `--max-jobs` and under the cluster's queue limits."""
     max_start_attempts: int | None = None
-
-
-# ---------------------------------------------------------------- actions
-
-
-@dataclass(frozen=True)
-class Transition:
-    to: JobState
-    reason: str
-
-
-@dataclass(frozen=True)
-class Submit:
-    reason: str
-    resubmit: bool = False
-    """The job's previous submission left the queue without finishing."""
-
-
-@dataclass(frozen=True)
-class Cancel:
-    scheduler_id: str
-    reason: str
-    why: str
-    """`CANCELLED_FROZEN` or `CANCELLED_FAIL_REGEX`: recorded, and the attempt's end counts as a failure."""
-
-
-@dataclass(frozen=True)
-class Adopt:
-    """Record an active submission of this campaign found by name as the job's current attempt."""
-
-    observation: Observation
-    reason: str
-
-
-@dataclass(frozen=True)
-class EndAttempt:
-    """The current attempt left the queue (or the job is done while it is still there)."""
-
-    final_state: str
-    exit_code: int | None
-    failure: bool
-    elapsed_secs: float | None = None
-    """The scheduler's figure for how long it ran (the spend ledger)."""
-    gpus: int | None = None
-    progress: str | None = None
-    """The progress mark the run ended at (kept: the next ending is compared with it)."""
-
-
-@dataclass(frozen=True)
-class DropIntent:
-    """An intent to submit whose submission is not in the queue: nothing was submitted, forget it."""
-
-
-@dataclass(frozen=True)
-class RecordOutput:
-    fingerprint: str | None
-    seen_at: float
-
-
-@dataclass(frozen=True)
-class StartRun:
-    """The current attempt began a run: its first, or another under the same id after a requeue."""
-
-    start_key: str
-    output_offset: int
-
-
-@dataclass(frozen=True)
-class StartRefused:
-    """The start condition did not say go: one more start attempt."""
-
-
-@dataclass(frozen=True)
-class StartReady:
-    """The start condition said go; remember it until the job is submitted."""
-
-
-@dataclass(frozen=True)
-class Log:
-    kind: str
-    message: str
-
-
-@dataclass(frozen=True)
-class MarkBadNodes:
-    """The nodes this ended attempt ran on failed it: exclude them from later submissions."""
-
-    scheduler_id: str
-    why: str
-
-
-Action = (Transition | Submit | Cancel | Adopt | EndAttempt | DropIntent | RecordOutput | StartRun | StartRefused
-          | StartReady | Log | MarkBadNodes)
-
-
-def MarkDone(reason: str) -> Transition:  # noqa: N802 - reads as the action it builds
-    return Transition(JobState.DONE, reason)
-
-
-def MarkFailed(reason: str) -> Transition:  # noqa: N802
-    return Transition(JobState.FAILED, reason)
-
-
-def Abandon(reason: str) -> Transition:  # noqa: N802
-    return Transition(JobState.ABANDONED, reason)
 
 
 # ---------------------------------------------------------------- probes due
@@ -258,13 +197,24 @@ def decide(job: Job, view: JobView, facts: Facts) -> list[Action]:
         # Unknown is not gone: nothing is submitted, cancelled or ended until the scheduler answers.
         return actions
 
+    if view.scheduler_id is None and view.standby_id is not None and not view.pending_intent:
+        # Killed between closing the current attempt and promoting its pre-queued successor: finish that step.
+        return actions + [PromoteStandby(view.standby_id, "its predecessor's attempt is closed")]
     if view.scheduler_id is None:
         return actions + _decide_not_in_queue(job, view, facts, done, done_reason)
 
     observation = facts.observation or Observation(view.scheduler_id, job.name, SchedulerState.GONE)
+    standby_actions, in_play = reconcile_standby(view.standby_id, view.standby_intent, observation.state.is_active,
+                                                 facts.standby_observation, facts.found_by_name)
+    actions += standby_actions
+    adopted = next((a.observation for a in standby_actions if isinstance(a, AdoptStandby)), None)
+    view = replace(view, standby_id=(adopted.scheduler_id if adopted else view.standby_id) if in_play else None,
+                   standby_intent=False)
+    if adopted is not None:
+        facts = replace(facts, standby_observation=adopted)
     if observation.state.is_active:
-        return actions + _decide_in_queue(job, view, facts, observation, done, done_reason, current_activity,
-                                          changed_at)
+        in_queue = _decide_in_queue(job, view, facts, observation, done, done_reason, current_activity, changed_at)
+        return actions + with_standby_in_queue(job, view, facts, observation, in_queue)
     if facts.termination_pending and not done:
         return actions  # ended: the attempt is closed once the done check has answered
     return actions + _decide_left_queue(job, view, facts, observation, done, done_reason)
@@ -274,7 +224,7 @@ def _decide_not_in_queue(job: Job, view: JobView, facts: Facts, done: bool, done
     actions: list[Action] = []
     if facts.found_by_name:
         # Ours from before a crash (intent recorded, id not), or submitted by an earlier run: adopt, never resubmit.
-        newest = max(facts.found_by_name, key=lambda o: _id_order(o.scheduler_id))
+        newest = max(facts.found_by_name, key=lambda o: newest_first_order(o.scheduler_id))
         if len(facts.found_by_name) > 1:
             others = ", ".join(o.scheduler_id for o in facts.found_by_name if o is not newest)
             actions.append(Log("duplicate", f"several active submissions named {job.name}; adopting {newest.scheduler_id}, "
@@ -282,8 +232,8 @@ def _decide_not_in_queue(job: Job, view: JobView, facts: Facts, done: bool, done
         actions.append(Adopt(newest, "found in the queue by name and script"))
         if done:
             actions.append(MarkDone(done_reason))  # the submission still counts against --max-jobs until it leaves
-        elif _state_for(newest.state) != view.state:
-            actions.append(Transition(_state_for(newest.state), f"adopted {newest.scheduler_id}"))
+        elif state_for(newest.state) != view.state:
+            actions.append(Transition(state_for(newest.state), f"adopted {newest.scheduler_id}"))
         return actions
     if view.pending_intent:
         actions += [
@@ -325,7 +275,7 @@ def _decide_in_queue(job: Job, view: JobView, facts: Facts, observation: Observa
         # watching it (it counts against --max-jobs) and closes the attempt when it leaves the queue.
         return [MarkDone(done_reason)]
     actions: list[Action] = []
-    target = _state_for(observation.state)
+    target = state_for(observation.state)
     if target != view.state:
         actions.append(Transition(target, f"{observation.scheduler_id} is {observation.state.value}"))
     if observation.state != SchedulerState.RUNNING:
@@ -369,8 +319,13 @@ def _decide_left_queue(job: Job, view: JobView, facts: Facts, observation: Obser
     fault = node_fault(observation, facts.output, view.run_output_offset)
     if fault:
         actions.append(MarkBadNodes(observation.scheduler_id, fault))
+    standby = view.standby_id
     if done:
-        return actions + [MarkDone(done_reason)]
+        return actions + cancel_standby(standby, STANDBY_NOT_NEEDED, facts) + [MarkDone(done_reason)]
+    if fault and standby_waits(facts):
+        actions += cancel_standby(standby, "it would start without excluding the node that failed its "
+                                           "predecessor: resubmitting instead", facts)
+        standby = None
     ending = f"{observation.scheduler_id} ended {observation.state.value}" + (
         f" (exit {observation.exit_code})" if observation.exit_code not in (None, 0) else "")
     saving = save_ending(facts.output.saves, view.run_output_offset)
@@ -387,20 +342,13 @@ def _decide_left_queue(job: Job, view: JobView, facts: Facts, observation: Obser
     if failure:
         failures = view.consecutive_failures + 1
         if failures >= job.max_failures:
+            actions += cancel_standby(standby, "the job is given up: nothing continues it", facts)
             return actions + [MarkFailed(f"{ending}; {failures} failed attempts in a row (max_failures={job.max_failures})")]
         ending += f"; failure {failures}/{job.max_failures}"
+    if standby is not None:  # Slurm started (or is about to start) it itself: it is the continuation
+        return actions + promote_standby(job, standby, facts, view.state, ending)
     actions.append(Transition(JobState.WAITING, f"{ending} without termination: resubmitting"))
     # A resubmission asks the start condition again, as a first submission does.
     resubmit_view = JobView(name=view.name, state=JobState.WAITING, consecutive_failures=view.consecutive_failures,
                             start_attempts=view.start_attempts, start_ready=False)
     return actions + _decide_waiting(job, resubmit_view, facts, resubmit_after=ending)
-
-
-def _state_for(state: SchedulerState) -> JobState:
-    return JobState.QUEUED if state == SchedulerState.PENDING else JobState.RUNNING
-
-
-def _id_order(scheduler_id: str) -> tuple[int, str]:
-    """Slurm ids are numbers (array ids `N_M`); newest = largest."""
-    head = scheduler_id.split("_")[0].split(".")[0]
-    return (int(head), scheduler_id) if head.isdigit() else (-1, scheduler_id)

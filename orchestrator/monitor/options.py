@@ -94,6 +94,9 @@ class Prepared:
     output: OutputFacts
     in_queue: bool
     """An active submission of this job is in the queue (its current id, or one of this campaign's found by name)."""
+    standby_observation: Observation | None = None
+    """The pre-queued next segment as the scheduler sees it."""
+    standby_in_queue: bool = False
 
 
 @dataclass(frozen=True)

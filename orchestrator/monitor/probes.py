@@ -9,6 +9,7 @@ Start and termination commands run elsewhere (`probe_runner`), never here.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -28,6 +29,31 @@ class SaveMarks:
     finished_at: int = -1
     exit_reason: str = ""
     exit_at: int = -1
+
+
+@dataclass(frozen=True)
+class IterationLine:
+    """Megatron's training log line (megatron/training/training.py `training_log`, Megatron-LM d98e8a64):
+    ` iteration {:8d}/{:8d} |` ... ` elapsed time per iteration (ms): {:.1f} |`; Megatron-DeepSpeed and the examples
+    here print the same. What a segment's remaining time is estimated from (`prequeue: auto`)."""
+
+    iteration: int
+    total: int
+    ms_per_iteration: float | None
+    at: int
+    """Offset of the line."""
+
+
+_ITERATION_LINE = re.compile(rb"\biteration\s+(\d+)\s*/\s*(\d+)\s*\|")
+_MS_PER_ITERATION = re.compile(rb"elapsed time per iteration \(ms\):\s*([0-9.]+)")
+
+
+def iteration_line(line: bytes, offset: int) -> IterationLine | None:
+    found = _ITERATION_LINE.search(line)
+    if found is None:
+        return None
+    speed = _MS_PER_ITERATION.search(line, found.end())
+    return IterationLine(int(found[1]), int(found[2]), float(speed[1]) if speed else None, offset)
 
 
 _SAVE_STARTED = re.compile(rb"saving checkpoint at iteration\s+(\d+)")
@@ -57,6 +83,8 @@ class OutputFacts:
     fault_line: str = ""
     saves: SaveMarks = SaveMarks()
     """The last checkpoint save begun and finished, and the last graceful exit, as Megatron logs them."""
+    iterations: IterationLine | None = None
+    """The last Megatron training log line (iteration N/T, time per iteration)."""
 
 
 # What Slurm's step daemon writes into a job's output when it kills the job, e.g. (seen here)
@@ -143,6 +171,7 @@ class _Scan:
     fault_at: int = -1
     fault_line: str = ""
     saves: SaveMarks = SaveMarks()
+    iterations: IterationLine | None = None
     in_long_line: bool = False  # the bytes up to the next newline belong to an over-long line already passed
 
 
@@ -153,8 +182,6 @@ MAX_PARTIAL_LINE_BYTES = SEARCH_OVERLAP_BYTES
 
 def save_marks(line: bytes, offset: int, marks: SaveMarks) -> SaveMarks:
     """`marks` updated with one output line that starts at `offset`."""
-    import dataclasses
-
     if (found := _SAVE_FINISHED.search(line)) is not None:
         return dataclasses.replace(marks, finished=int(found[1]), finished_at=offset)
     if (found := _SAVE_STARTED.search(line)) is not None:
@@ -189,7 +216,8 @@ class OutputWatcher:
             self._read(path, key[1], scan)
             scan.fingerprint = fingerprint
         return OutputFacts(fingerprint, stat.st_size, scan.matched, scan.content_end, scan.progress,
-                           scan.progress_at, scan.fail_at, scan.fail_line, scan.fault_at, scan.fault_line, scan.saves)
+                           scan.progress_at, scan.fail_at, scan.fail_line, scan.fault_at, scan.fault_line, scan.saves,
+                           scan.iterations)
 
     def _pattern(self, text: str) -> re.Pattern[bytes]:
         if text not in self._compiled:
@@ -240,6 +268,8 @@ class OutputWatcher:
                 scan.fault_at, scan.fault_line = line_start, line.decode(errors="replace").strip()[:200]
             if b"checkpoint" in line or b"exiting program" in line:
                 scan.saves = save_marks(line, line_start, scan.saves)
+            if b"iteration" in line and b"/" in line:
+                scan.iterations = iteration_line(line, line_start) or scan.iterations
         scan.lines_done = offset + complete
         if complete < len(data):  # the job is writing a line (a progress bar without newline): that is life
             scan.content_end = end

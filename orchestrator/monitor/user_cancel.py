@@ -44,7 +44,8 @@ def cancel_jobs(store: StateStore, scheduler: Scheduler, scripts: Mapping[str, s
             store.set_state(name, JobState.CANCELLED, reason)
             store.log_event(name, "cancelled", reason)
             marked += 1
-    recorded = {r.current.scheduler_id: r.name for r in records.values() if r.current and r.current.scheduler_id}
+    recorded = {attempt.scheduler_id: r.name for r in records.values() for attempt in (r.current, r.standby)
+                if attempt and attempt.scheduler_id}
     try:
         found = scheduler.query(list(recorded), names)
         active = sorted(campaign_submissions(found.values(), recorded, scripts))

@@ -86,6 +86,13 @@ def job_id_order(job_id: str) -> tuple[int, str]:
     return (int(job_id), "") if job_id.isdigit() else (1 << 62, job_id)
 
 
+def newest_first_order(scheduler_id: str) -> tuple[int, str]:
+    """Sort key by age of submission: Slurm ids are numbers (array tasks `N_M`, steps `N.S`), the newest the
+    largest; other ids sort first."""
+    head = scheduler_id.split("_")[0].split(".")[0]
+    return (int(head), scheduler_id) if head.isdigit() else (-1, scheduler_id)
+
+
 class SchedulerUnavailable(Exception):
     """A scheduler command failed or timed out: the state of every job is unknown, not gone."""
 
@@ -110,8 +117,10 @@ class SubmitExcludedAll(SubmitError):
 class Scheduler(Protocol):
     name: str
 
-    def submit(self, job: Job, exclude: Sequence[str] = ()) -> str:
-        """Submit the job's rendered script, on none of the `exclude` nodes; return the scheduler id.
+    def submit(self, job: Job, exclude: Sequence[str] = (), after: str | None = None) -> str:
+        """Submit the job's rendered script, on none of the `exclude` nodes; return the scheduler id. With `after`,
+        the submission starts only once that one has ended (`--dependency=afterany`); a backend that can chain
+        says so with an optional `can_chain(job) -> bool`, and refuses (`SubmitError`) when it cannot.
 
         Raises `SchedulerUnavailable` when the scheduler could not be reached (the job may or may
         not have been submitted: the caller reconciles by name), `SubmitLimited` when a queue limit

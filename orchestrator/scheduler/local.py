@@ -148,8 +148,10 @@ class LocalScheduler:
             _write_json_text(counter, str(last + 1))
         return str(last + 1)
 
-    def submit(self, job: Job, exclude: Sequence[str] = ()) -> str:
+    def submit(self, job: Job, exclude: Sequence[str] = (), after: str | None = None) -> str:
         # One machine: no node to exclude (the monitor marks none here either: nodes_of knows of none).
+        if after is not None:  # no dependencies here (no `can_chain`): the monitor submits each segment itself
+            raise SubmitError(f"the local scheduler cannot queue {job.name} behind {after}")
         script = Path(job.sbatch_script)
         try:
             options = script_options(script.read_text())

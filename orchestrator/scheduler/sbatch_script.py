@@ -25,6 +25,7 @@ _LONG_OPTIONS: Mapping[str, bool] = {
     "nodes": True, "ntasks": True, "ntasks-per-node": True, "gpus": True, "gpus-per-node": True,
     "gpus-per-task": True, "gres": True, "partition": True, "account": True, "qos": True,
     "exclusive": False, "hold": False, "parsable": False, "requeue": False, "no-requeue": False, "exclude": True,
+    "signal": True,
 }
 _SHORT_OPTIONS: Mapping[str, str] = {
     "-J": "job-name", "-o": "output", "-e": "error", "-t": "time", "-D": "chdir", "-N": "nodes",
@@ -40,7 +41,7 @@ _OTHER_LONG_OPTIONS = (
     "ignore-pbs", "input", "kill-on-invalid-dep", "licenses", "mail-type", "mail-user", "mcs-label", "mem",
     "mem-bind", "mem-per-cpu", "mem-per-gpu", "mincpus", "network", "nice", "no-kill", "nodefile",
     "nodelist", "ntasks-per-core", "ntasks-per-gpu", "ntasks-per-socket", "oversubscribe", "overcommit",
-    "power", "priority", "profile", "propagate", "quiet", "reboot", "reservation", "signal",
+    "power", "priority", "profile", "propagate", "quiet", "reboot", "reservation",
     "sockets-per-node", "spread-job", "switches", "test-only", "thread-spec", "threads-per-core",
     "time-min", "tmp", "uid", "usage", "use-min-nodes", "verbose", "version", "wait", "wait-all-nodes",
     "wckey", "wrap",
@@ -161,6 +162,21 @@ def sbatch_command_options(command: str, script_path: str) -> list[str]:
 
 
 _TIME = re.compile(r"^(?:(?P<days>\d+)-)?(?P<rest>\d+(?::\d+){0,2})$")
+
+
+def signal_lead_secs(text: str) -> float:
+    """How long before its time limit a job is signalled by `--signal=[{R|B}:]<sig_num>[@sig_time]` (sbatch(1):
+    sig_time defaults to 60 s; Slurm may signal up to 60 s earlier still); 0 for no such option."""
+    text = text.strip()
+    if not text:
+        return 0.0
+    _, at, lead = text.partition("@")
+    if not at:
+        return 60.0
+    try:
+        return float(int(lead))
+    except ValueError:
+        return 0.0  # sbatch refuses it in its own words
 
 
 def parse_time_limit(text: str) -> float | None:

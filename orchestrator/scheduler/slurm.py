@@ -92,11 +92,22 @@ class SlurmScheduler:
 
     # -- the interface --------------------------------------------------------------------------
 
-    def submit(self, job: Job, exclude: Sequence[str] = ()) -> str:
+    def can_chain(self, job: Job) -> bool:
+        """Can a submission of `job` be queued behind another? Only when orch can pass sbatch `--dependency`:
+        a `cmd` that runs sbatch out of sight (a wrapper script) cannot be told."""
+        return _SBATCH_WORD.search(submit_command(job)) is not None
+
+    def submit(self, job: Job, exclude: Sequence[str] = (), after: str | None = None) -> str:
         if exclude:
             # sbatch's command line wins over the script: keep the script's own --exclude in the list.
             exclude = [*_script_exclusion(job.sbatch_script), *exclude]
         command = with_excluded_nodes(submit_command(job), exclude)
+        if after is not None:
+            chained = with_sbatch_option(command, f"--dependency=afterany:{after}")
+            if chained == command:  # never submit a next segment that could run beside the current one
+                raise SubmitError(f"cannot queue {job.name} behind {after}: its cmd has no sbatch word to pass "
+                                  f"--dependency to: {command}")
+            command = chained
         result = self._run(["/bin/sh", "-c", command])
         job_id = slurm_parse.parse_sbatch(result.stdout) if result.returncode == 0 else None
         if job_id is not None:
@@ -215,10 +226,16 @@ def with_excluded_nodes(command: str, nodes: Sequence[str]) -> str:
     it). A command that runs sbatch out of sight (a wrapper script) is left as it is: it cannot be told."""
     if not nodes:
         return command
+    return with_sbatch_option(command, f"--exclude={shlex.quote(','.join(nodes))}")
+
+
+def with_sbatch_option(command: str, option: str) -> str:
+    """`option` right after the command's first `sbatch` word (where it beats the script's `#SBATCH` lines);
+    the command unchanged when it has no such word."""
     found = _SBATCH_WORD.search(command)
     if found is None:
         return command
-    return f"{command[:found.end()]} --exclude={shlex.quote(','.join(nodes))}{command[found.end():]}"
+    return f"{command[:found.end()]} {option}{command[found.end():]}"
 
 
 _SBATCH_WORD = re.compile(r"(?:^|(?<=[\s;&|(]))(?:\S*/)?sbatch(?=\s)")

@@ -14,11 +14,11 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.job_state import JobState, check_transition
+from orchestrator.state.records import AttemptRecord, JobRecord, attempt_from_row
 from orchestrator.state.sqlite_files import open_reader, open_writer, write_snapshot
 
 STATE_DIR_NAME = ".orch"
@@ -59,7 +59,9 @@ CREATE TABLE IF NOT EXISTS attempts (
     gpus INTEGER,
     estimate_gpus INTEGER,
     estimate_hours REAL,
-    provenance TEXT
+    provenance TEXT,
+    standby INTEGER NOT NULL DEFAULT 0,
+    after_id TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_open ON attempts(job) WHERE ended_at IS NULL;
 CREATE TABLE IF NOT EXISTS campaign (
@@ -80,7 +82,8 @@ CREATE TABLE IF NOT EXISTS events (
 _ADDED_COLUMNS = {
     "jobs": {"run_start": "TEXT", "run_output_offset": "INTEGER NOT NULL DEFAULT 0", "end_progress": "TEXT"},
     "attempts": {"cancel_reason": "TEXT", "elapsed_secs": "REAL", "gpus": "INTEGER", "estimate_gpus": "INTEGER",
-                 "estimate_hours": "REAL", "provenance": "TEXT"},
+                 "estimate_hours": "REAL", "provenance": "TEXT", "standby": "INTEGER NOT NULL DEFAULT 0",
+                 "after_id": "TEXT"},
 }
 
 
@@ -91,58 +94,6 @@ class StateConflict(Exception):
 def state_dir(workdir: str | Path = ".") -> Path:
     """The folder-wide `.orch/` (each campaign's own state lives below it: `state.campaign.campaign_dir`)."""
     return Path(workdir) / STATE_DIR_NAME
-
-
-@dataclass(frozen=True)
-class AttemptRecord:
-    id: int
-    job: str
-    scheduler_id: str | None
-    intent_at: float
-    submitted_at: float | None
-    started_at: float | None
-    ended_at: float | None
-    final_state: str | None
-    exit_code: int | None
-    adopted: bool
-    cancel_reason: str | None = None
-    """Why the monitor cancelled this attempt ("frozen", "fail_regex"); such an ending is a failure."""
-    elapsed_secs: float | None = None
-    """How long it ran, by the scheduler's record (sacct, squeue, the local wrapper); None if unknown."""
-    gpus: int | None = None
-    """GPUs the scheduler allocated to it; None if unknown (then `estimate_gpus` counts)."""
-    estimate_gpus: int | None = None
-    """GPUs its script asked for, read when it was submitted."""
-    estimate_hours: float | None = None
-    """Its time limit in hours, read when it was submitted; None: no limit."""
-    provenance: dict[str, Any] | None = None
-    """What it was submitted with: config and script hashes, fixes, filters, versions (`accounting.provenance`)."""
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    name: str
-    state: JobState
-    consecutive_failures: int
-    start_attempts: int
-    start_ready: bool
-    output_fingerprint: str | None
-    output_changed_at: float | None
-    last_termination_probe: float | None
-    last_start_probe: float | None
-    reason: str
-    updated_at: float
-    current: AttemptRecord | None
-    """The unfinished attempt, if any (intent recorded, not yet seen to end)."""
-    attempts: int
-    last_scheduler_id: str | None = None
-    """Id of the newest submission with a known id, finished or not."""
-    run_start: str | None = None
-    """The scheduler's start time of the current attempt's current run; None until it is seen running."""
-    run_output_offset: int = 0
-    """Size of the output file when the current run began: what lies before it is not this run's."""
-    end_progress: str | None = None
-    """The progress mark the job's previous attempt ended at (a resubmission must get further)."""
 
 
 class StateStore:
@@ -242,13 +193,16 @@ class StateStore:
         """Job records (with their current attempt), keyed by name."""
         wanted = None if names is None else set(names)
         current: dict[str, AttemptRecord] = {}
+        standby: dict[str, AttemptRecord] = {}
         counts: dict[str, int] = {}
         for row in self._db.execute("SELECT * FROM attempts WHERE ended_at IS NULL ORDER BY id"):
-            current[row["job"]] = _attempt(row)
+            (standby if row["standby"] else current)[row["job"]] = attempt_from_row(row)
         last_ids: dict[str, str] = {}
         for row in self._db.execute("SELECT job, COUNT(*) AS n FROM attempts GROUP BY job"):
             counts[row["job"]] = row["n"]
-        for row in self._db.execute("SELECT job, scheduler_id FROM attempts WHERE scheduler_id IS NOT NULL ORDER BY id"):
+        # A pre-queued segment that never became the current attempt ran nothing of the job's: not its last id.
+        for row in self._db.execute("SELECT job, scheduler_id FROM attempts WHERE scheduler_id IS NOT NULL AND standby = 0 "
+                                    "ORDER BY id"):
             last_ids[row["job"]] = row["scheduler_id"]
         records = {}
         for row in self._db.execute("SELECT * FROM jobs"):
@@ -272,6 +226,7 @@ class StateStore:
                 run_start=row["run_start"],
                 run_output_offset=row["run_output_offset"],
                 end_progress=row["end_progress"],
+                standby=standby.get(row["name"]),
             )
         return records
 
@@ -319,21 +274,37 @@ class StateStore:
     # ------------------------------------------------------------ attempts
 
     def record_intent(self, name: str, output_offset: int = 0, estimate_gpus: int | None = None,
-                      estimate_hours: float | None = None, provenance: dict[str, Any] | None = None) -> int:
+                      estimate_hours: float | None = None, provenance: dict[str, Any] | None = None,
+                      after_id: str | None = None) -> int:
         """Commit the intent to submit (an attempt with no id yet) and return its row id. Call BEFORE submitting.
 
         `output_offset`: the output file's size now; what it holds already is not the new attempt's.
         The estimate and the provenance are committed with the intent, so even a submission whose
-        monitor was killed before it learned the id says what it ran with.
+        monitor was killed before it learned the id says what it ran with. With `after_id` the attempt is
+        the next segment, pre-queued behind that submission: the current run stays the current one.
         """
         self._check()
         with self._transaction():
             cursor = self._db.execute(
-                "INSERT INTO attempts(job, intent_at, estimate_gpus, estimate_hours, provenance) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO attempts(job, intent_at, estimate_gpus, estimate_hours, provenance, standby, after_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (name, self._clock(), estimate_gpus, estimate_hours,
-                 json.dumps(provenance, sort_keys=True) if provenance is not None else None))
-            self._reset_run(name, output_offset)
+                 json.dumps(provenance, sort_keys=True) if provenance is not None else None,
+                 int(after_id is not None), after_id))
+            if after_id is None:
+                self._reset_run(name, output_offset)
         return int(cursor.lastrowid)
+
+    def promote_standby(self, name: str, output_offset: int) -> None:
+        """The pre-queued segment becomes the current attempt (its predecessor's attempt is closed first)."""
+        self._check()
+        with self._transaction():
+            if self._db.execute("SELECT 1 FROM attempts WHERE job = ? AND ended_at IS NULL AND standby = 0",
+                                (name,)).fetchone() is not None:
+                raise StateConflict(f"{name}: its current attempt is still open")
+            self._db.execute("UPDATE attempts SET standby = 0 WHERE job = ? AND ended_at IS NULL AND standby = 1",
+                             (name,))
+            self._reset_run(name, output_offset)
 
     def discard_intent(self, attempt_id: int) -> None:
         """Forget an intent the scheduler answered with a definite "not submitted" (a queue limit)."""
@@ -345,21 +316,23 @@ class StateStore:
         self._db.execute("UPDATE attempts SET scheduler_id = ?, submitted_at = ? WHERE id = ?",
                          (scheduler_id, self._clock(), attempt_id))
 
-    def record_adopted(self, name: str, scheduler_id: str, output_offset: int = 0) -> int:
-        """Make an active submission found by name the job's current attempt (filling an open intent if any)."""
+    def record_adopted(self, name: str, scheduler_id: str, output_offset: int = 0, standby: bool = False) -> int:
+        """Make an active submission found by name the job's current attempt (filling an open intent if any);
+        with `standby`, fill the pre-queued segment's open intent."""
         self._check()
         now = self._clock()
         with self._transaction():
-            row = self._db.execute("SELECT id FROM attempts WHERE job = ? AND ended_at IS NULL AND scheduler_id IS NULL",
-                                   (name,)).fetchone()
+            row = self._db.execute("SELECT id FROM attempts WHERE job = ? AND ended_at IS NULL AND scheduler_id IS NULL "
+                                   "AND standby = ?", (name, int(standby))).fetchone()
             if row is not None:
                 self._db.execute("UPDATE attempts SET scheduler_id = ?, submitted_at = ?, adopted = 1 WHERE id = ?",
                                  (scheduler_id, now, row["id"]))
                 return int(row["id"])
             cursor = self._db.execute(
-                "INSERT INTO attempts(job, scheduler_id, intent_at, submitted_at, adopted) VALUES (?, ?, ?, ?, 1)",
-                (name, scheduler_id, now, now))
-            self._reset_run(name, output_offset)
+                "INSERT INTO attempts(job, scheduler_id, intent_at, submitted_at, adopted, standby) VALUES (?, ?, ?, ?, 1, ?)",
+                (name, scheduler_id, now, now, int(standby)))
+            if not standby:
+                self._reset_run(name, output_offset)
             return int(cursor.lastrowid)
 
     def _reset_run(self, name: str, output_offset: int) -> None:
@@ -371,28 +344,31 @@ class StateStore:
         with self._transaction():
             self._db.execute("UPDATE jobs SET run_start = ?, run_output_offset = ? WHERE name = ?",
                              (start_key, output_offset, name))
-            self._db.execute("UPDATE attempts SET started_at = ? WHERE job = ? AND ended_at IS NULL AND started_at IS NULL",
+            self._db.execute("UPDATE attempts SET started_at = ? WHERE job = ? AND ended_at IS NULL AND started_at IS NULL "
+                             "AND standby = 0",
                              (self._clock(), name))
 
     def mark_cancelled(self, name: str, reason: str) -> None:
         """The monitor cancelled the current attempt for `reason`; its ending will count as a failure."""
         self._check()
-        self._db.execute("UPDATE attempts SET cancel_reason = ? WHERE job = ? AND ended_at IS NULL", (reason, name))
+        self._db.execute("UPDATE attempts SET cancel_reason = ? WHERE job = ? AND ended_at IS NULL AND standby = 0",
+                         (reason, name))
 
     def end_attempt(self, name: str, final_state: str, exit_code: int | None = None,
-                    elapsed_secs: float | None = None, gpus: int | None = None) -> None:
-        """Close the current attempt; `elapsed_secs` and `gpus` are the scheduler's figures for the ledger."""
+                    elapsed_secs: float | None = None, gpus: int | None = None, standby: bool = False) -> None:
+        """Close the current attempt (with `standby`: the pre-queued one); `elapsed_secs` and `gpus` are the
+        scheduler's figures for the ledger."""
         self._check()
         self._db.execute(
             "UPDATE attempts SET ended_at = ?, final_state = ?, exit_code = ?, elapsed_secs = COALESCE(?, elapsed_secs), "
-            "gpus = COALESCE(?, gpus) WHERE job = ? AND ended_at IS NULL",
-            (self._clock(), final_state, exit_code, elapsed_secs, gpus, name))
+            "gpus = COALESCE(?, gpus) WHERE job = ? AND ended_at IS NULL AND standby = ?",
+            (self._clock(), final_state, exit_code, elapsed_secs, gpus, name, int(standby)))
 
     def record_usage(self, name: str, elapsed_secs: float | None, gpus: int | None) -> None:
         """The current attempt's running time and GPUs so far (for the ledger while it runs)."""
         self._check()
         self._db.execute("UPDATE attempts SET elapsed_secs = COALESCE(?, elapsed_secs), gpus = COALESCE(?, gpus) "
-                         "WHERE job = ? AND ended_at IS NULL", (elapsed_secs, gpus, name))
+                         "WHERE job = ? AND ended_at IS NULL AND standby = 0", (elapsed_secs, gpus, name))
 
     def scheduler_ids(self) -> set[str]:
         """Every scheduler id this campaign ever recorded (its own submissions, finished or not)."""
@@ -403,7 +379,7 @@ class StateStore:
             rows = self._db.execute("SELECT * FROM attempts ORDER BY id")
         else:
             rows = self._db.execute("SELECT * FROM attempts WHERE job = ? ORDER BY id", (name,))
-        return [_attempt(row) for row in rows]
+        return [attempt_from_row(row) for row in rows]
 
     # ------------------------------------------------------------ campaign facts
 
@@ -449,14 +425,3 @@ class _Transaction:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-
-def _attempt(row: sqlite3.Row) -> AttemptRecord:
-    return AttemptRecord(
-        id=row["id"], job=row["job"], scheduler_id=row["scheduler_id"], intent_at=row["intent_at"],
-        submitted_at=row["submitted_at"], started_at=row["started_at"], ended_at=row["ended_at"],
-        final_state=row["final_state"], exit_code=row["exit_code"], adopted=bool(row["adopted"]),
-        cancel_reason=row["cancel_reason"], elapsed_secs=row["elapsed_secs"], gpus=row["gpus"],
-        estimate_gpus=row["estimate_gpus"], estimate_hours=row["estimate_hours"],
-        provenance=json.loads(row["provenance"]) if row["provenance"] else None,
-    )
