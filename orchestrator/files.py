@@ -3,9 +3,12 @@ file system included) sees the old content or the new, never half of it."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def write_atomically(path: str | os.PathLike[str], text: str, executable: bool = False) -> None:
@@ -21,3 +24,25 @@ def write_atomically(path: str | os.PathLike[str], text: str, executable: bool =
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def read_json(path: str | os.PathLike[str]) -> Any | None:
+    """The JSON document at `path`; None when it is missing, unreadable or not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def update_json(path: str | os.PathLike[str], change: Callable[[Any | None], Any]) -> Any:
+    """Read-modify-write a small JSON document: `change` gets what is there (None if nothing) and returns the new
+    document, written whole under a lock file beside it (`.NAME.lock`), so two processes, or two hosts on a shared file
+    system, updating at once lose neither's change. Returns the new document."""
+    from filelock import FileLock
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.with_name(f".{target.name}.lock"))):
+        document = change(read_json(target))
+        write_atomically(target, json.dumps(document, indent=1) + "\n")
+        return document

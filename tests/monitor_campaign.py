@@ -9,6 +9,7 @@ sbatch calls, the figure "no duplicate submission" is about.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -102,3 +103,43 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def write_tinylm_segments(root: Path, name: str, iterations: int, extra: str = "") -> None:
+    """A campaign of one tinylm run (examples/tinylm) cut into segments by a graceful time limit: `#SBATCH
+    --signal=B:TERM@100` asks Slurm for SIGTERM 100 s before a 2-minute limit, and tinylm saves and exits on it as
+    Megatron's `--exit-signal-handler` does (`exec`ed, so it is the batch shell Slurm signals). 0.1 s per iteration."""
+    (root / "job.sbatch").write_text(textwrap.dedent(f"""\
+        #!/bin/bash
+        #SBATCH --job-name={{name}}
+        #SBATCH --output={{output_file}}
+        #SBATCH --open-mode=append
+        #SBATCH --time=00:02:00
+        #SBATCH --signal=B:TERM@100
+        #SBATCH --ntasks=1
+        export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+        exec {sys.executable} {REPO}/examples/tinylm/train.py --hidden-size 16 --lr 1e-2 --train-iters {iterations} \\
+            --sleep-per-iter 0.1 --log-interval 20 --eval-interval 0 \\
+            --save ckpt --load ckpt --save-interval 100000
+        """))
+    (root / "campaign.yaml").write_text(textwrap.dedent(f"""\
+        template: job.sbatch
+        name: "{name}"
+        sbatch_script: "scripts/{{name}}.sbatch"
+        output_file: "logs/{{name}}.out"
+        cmd: "echo {{name}} >> submissions.log && sbatch {{sbatch_script}}"
+        termination_str: "after training is done"
+        check_interval_secs: 2
+        """) + extra)
+    (root / "logs").mkdir(exist_ok=True)
+
+
+def sigkill_when(monitor: subprocess.Popen[str], predicate, timeout: float, what: str) -> None:
+    """SIGKILL a running `orch run` once `predicate` holds (as a crash or `kill -9` would end it)."""
+    try:
+        wait_for(predicate, timeout, what=what)
+        monitor.send_signal(signal.SIGKILL)
+        monitor.wait(10)
+    finally:
+        if monitor.poll() is None:
+            monitor.kill()

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
-import textwrap
 
 import pytest
 
-from monitor_campaign import REPO, run_orch, wait_for
+from monitor_campaign import run_orch, wait_for, write_tinylm_segments
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -25,29 +23,7 @@ ITERATIONS = 600  # 0.1 s each: 60 s of training, more than one segment holds be
 
 def test_a_segment_that_saves_on_the_signal_is_resumed_not_killed(slurm_cluster, slurm_job_prefix, tmp_path):
     name = f"{slurm_job_prefix}graceful"
-    (tmp_path / "job.sbatch").write_text(textwrap.dedent(f"""\
-        #!/bin/bash
-        #SBATCH --job-name={{name}}
-        #SBATCH --output={{output_file}}
-        #SBATCH --open-mode=append
-        #SBATCH --time=00:02:00
-        #SBATCH --signal=B:TERM@100
-        #SBATCH --ntasks=1
-        export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-        exec {sys.executable} {REPO}/examples/tinylm/train.py --hidden-size 16 --lr 1e-2 --train-iters {ITERATIONS} \\
-            --sleep-per-iter 0.1 --log-interval 20 --eval-interval 0 \\
-            --save ckpt --load ckpt --save-interval 100000
-        """))
-    (tmp_path / "campaign.yaml").write_text(textwrap.dedent(f"""\
-        template: job.sbatch
-        name: "{name}"
-        sbatch_script: "scripts/{{name}}.sbatch"
-        output_file: "logs/{{name}}.out"
-        cmd: "echo {{name}} >> submissions.log && sbatch {{sbatch_script}}"
-        termination_str: "after training is done"
-        check_interval_secs: 2
-        """))
-    (tmp_path / "logs").mkdir()
+    write_tinylm_segments(tmp_path, name, ITERATIONS)
     result = run_orch(tmp_path, "build-and-run", "campaign.yaml", "--scheduler", "slurm", "--poll-secs", "1",
                       timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

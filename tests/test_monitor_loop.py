@@ -715,14 +715,21 @@ def test_pre_queued_segments_count_against_max_jobs_and_continue_the_job(tmp_pat
     assert scheduler.submits.count("job0") == 3 and scheduler.cancels == []
 
 
-def test_a_pre_queued_segment_that_already_ran_is_closed_with_its_own_ending(tmp_path):
+def running_with_a_successor(tmp_path: Path, sbatch_script: str | None = None, output_file: str = "%x-%j.out"):
+    """One `prequeue: always` job whose first segment (1000) runs: the monitor has queued 1001 behind it, if it may."""
     scheduler, clock = ChainingScheduler(), Clock()
-    [job] = make_jobs(tmp_path, 1, prequeue="always", output_file=str(tmp_path / "%x-%j.out"))
+    [job] = make_jobs(tmp_path, 1, prequeue="always", output_file=str(tmp_path / output_file),
+                      **({"sbatch_script": sbatch_script} if sbatch_script else {}))
     monitor = make_monitor(tmp_path, [job], scheduler, clock)
     monitor.cycle()
     scheduler.set("1000", S.RUNNING)
     clock.now += 1
     monitor.cycle()
+    return scheduler, clock, job, monitor
+
+
+def test_a_pre_queued_segment_that_already_ran_is_closed_with_its_own_ending(tmp_path):
+    scheduler, clock, job, monitor = running_with_a_successor(tmp_path)
     assert scheduler.after == {"1001": "1000"}
     # The last segment wrote its done line and ended; the successor started and ended before a poll.
     (tmp_path / "job0-1000.out").write_text("step 100\nTRAINING DONE\n")
@@ -739,13 +746,7 @@ def test_a_pre_queued_segment_that_already_ran_is_closed_with_its_own_ending(tmp
 def test_orch_cancel_cancels_the_pre_queued_segment_too(tmp_path):
     from orchestrator.monitor.user_cancel import cancel_jobs
 
-    scheduler, clock = ChainingScheduler(), Clock()
-    [job] = make_jobs(tmp_path, 1, prequeue="always", output_file=str(tmp_path / "%x-%j.out"))
-    monitor = make_monitor(tmp_path, [job], scheduler, clock)
-    monitor.cycle()
-    scheduler.set("1000", S.RUNNING)
-    clock.now += 1
-    monitor.cycle()
+    scheduler, clock, job, monitor = running_with_a_successor(tmp_path)
     outcome = cancel_jobs(monitor.store, scheduler, {"job0": job.sbatch_script}, "cancelled by `orch cancel`")
     assert sorted(outcome.cancelled) == ["1000", "1001"] and sorted(scheduler.cancels) == ["1000", "1001"]
     clock.now += 1
@@ -757,14 +758,9 @@ def test_orch_cancel_cancels_the_pre_queued_segment_too(tmp_path):
 def test_segments_that_truncate_a_shared_log_are_never_pre_queued(tmp_path, append):
     # Slurm truncates --output when a job starts: a successor started the moment its predecessor ends would wipe the
     # text the monitor judges that ending on (an empty log reads as "no progress", a failure).
-    scheduler, clock = ChainingScheduler(), Clock()
-    [job] = make_jobs(tmp_path, 1, prequeue="always", sbatch_script=str(tmp_path / "job0.sbatch"))
-    Path(job.sbatch_script).write_text("#!/bin/bash\n" + ("#SBATCH --open-mode=append\n" if append else "") + "true\n")
-    monitor = make_monitor(tmp_path, [job], scheduler, clock)
-    monitor.cycle()
-    scheduler.set("1000", S.RUNNING)
-    clock.now += 1
-    monitor.cycle()
+    script = tmp_path / "job0.sbatch"
+    script.write_text("#!/bin/bash\n" + ("#SBATCH --open-mode=append\n" if append else "") + "true\n")
+    scheduler, clock, job, monitor = running_with_a_successor(tmp_path, str(script), output_file="job0.out")
     assert scheduler.after == ({"1001": "1000"} if append else {})
     ignored = [message for _, _, kind, message in monitor.store.events(kind="prequeue")]
     assert ignored == ([] if append else ["prequeue: always is ignored: its segments share one log that each truncates "

@@ -7,7 +7,6 @@ other tests on the same cluster never interfere.
 
 from __future__ import annotations
 
-import signal
 import sqlite3
 import subprocess
 import threading
@@ -16,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor_campaign import campaign_state, console, run_orch, start_orch, status, submissions, wait_for, write_campaign
+from monitor_campaign import (campaign_state, console, run_orch, sigkill_when, start_orch, status, submissions, wait_for,
+                              write_campaign)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -73,13 +73,7 @@ def test_sigkill_between_sbatch_and_id_write_never_submits_twice(slurm_cluster, 
         """, grid="idx: [0, 1]", cmd="echo {name} >> submissions.log && sbatch {sbatch_script} && sleep 4")
     assert run_orch(tmp_path, "build", "campaign.yaml").returncode == 0
     monitor = start_orch(tmp_path, "run", "campaign.yaml", "--scheduler", "slurm", "--poll-secs", "1")
-    try:
-        wait_for(lambda: f"{prefix}1" in queue_names(prefix), 40, what="the second job's sbatch")
-        monitor.send_signal(signal.SIGKILL)
-        monitor.wait(10)
-    finally:
-        if monitor.poll() is None:
-            monitor.kill()
+    sigkill_when(monitor, lambda: f"{prefix}1" in queue_names(prefix), 40, what="the second job's sbatch")
     db = sqlite3.connect(campaign_state(tmp_path) / "state.db")  # the monitor is gone: the live store is free
     ids = dict(db.execute("SELECT job, scheduler_id FROM attempts"))
     db.close()  # an open connection would keep the next monitor out (it opens the store exclusively)

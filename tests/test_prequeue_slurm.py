@@ -9,17 +9,15 @@ iteration twice. sacct tells when each submission was queued, started and ended.
 from __future__ import annotations
 
 import re
-import signal
 import sqlite3
 import subprocess
-import sys
-import textwrap
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from monitor_campaign import REPO, campaign_state, run_orch, start_orch, submissions, wait_for, write_campaign
+from monitor_campaign import (campaign_state, run_orch, sigkill_when, start_orch, submissions, wait_for, write_campaign,
+                              write_tinylm_segments)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -124,14 +122,8 @@ def test_kill_9_between_the_two_submissions_adopts_the_pre_queued_one(slurm_clus
     name = f"{prefix}killed"
     assert run_orch(tmp_path, "build", "campaign.yaml").returncode == 0
     monitor = start_orch(tmp_path, "run", "campaign.yaml", "--scheduler", "slurm", "--poll-secs", "1")
-    try:
-        wait_for(lambda: submissions(tmp_path)[name] == 2 and len(queued(name)) == 2, 60,
+    sigkill_when(monitor, lambda: submissions(tmp_path)[name] == 2 and len(queued(name)) == 2, 60,
                  what="the pre-queued segment's sbatch")
-        monitor.send_signal(signal.SIGKILL)
-        monitor.wait(10)
-    finally:
-        if monitor.poll() is None:
-            monitor.kill()
     db = sqlite3.connect(campaign_state(tmp_path) / "state.db")  # the monitor is gone: the live store is free
     attempts = db.execute("SELECT scheduler_id, standby, after_id FROM attempts ORDER BY id").fetchall()
     db.close()
@@ -157,31 +149,8 @@ def test_auto_pre_queues_a_trainer_that_saves_on_its_signal(slurm_cluster, slurm
     iteration, sees the work outlasting the segment's signal, and queues the next segment; each resumes from the
     previous one's save."""
     name = f"{slurm_job_prefix}auto"
-    iterations = 500  # 0.1 s each: 50 s of training, about 2 segments before the signal
-    (tmp_path / "job.sbatch").write_text(textwrap.dedent(f"""\
-        #!/bin/bash
-        #SBATCH --job-name={{name}}
-        #SBATCH --output={{output_file}}
-        #SBATCH --open-mode=append
-        #SBATCH --time=00:02:00
-        #SBATCH --signal=B:TERM@100
-        #SBATCH --ntasks=1
-        export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-        exec {sys.executable} {REPO}/examples/tinylm/train.py --hidden-size 16 --lr 1e-2 --train-iters {iterations} \\
-            --sleep-per-iter 0.1 --log-interval 20 --eval-interval 0 \\
-            --save ckpt --load ckpt --save-interval 100000
-        """))
-    (tmp_path / "campaign.yaml").write_text(textwrap.dedent(f"""\
-        template: job.sbatch
-        name: "{name}"
-        sbatch_script: "scripts/{{name}}.sbatch"
-        output_file: "logs/{{name}}.out"
-        cmd: "echo {{name}} >> submissions.log && sbatch {{sbatch_script}}"
-        termination_str: "after training is done"
-        check_interval_secs: 2
-        prequeue: auto
-        """))
-    (tmp_path / "logs").mkdir()
+    iterations = 500  # 50 s of training, about 2 segments before the signal
+    write_tinylm_segments(tmp_path, name, iterations, extra="prequeue: auto\n")
     result = run_orch(tmp_path, "build-and-run", "campaign.yaml", "--scheduler", "slurm", "--poll-secs", "2",
                       timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

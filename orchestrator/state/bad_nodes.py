@@ -9,11 +9,11 @@ recently marked). `orch nodes CONFIG --clear` removes marks. Read-modify-write u
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from orchestrator.files import write_atomically
+from orchestrator.files import read_json, update_json
 
 BAD_NODES_FILE = "bad_nodes.json"
 DEFAULT_HOURS = 24.0
@@ -32,10 +32,10 @@ class BadNode:
 
 
 def read_bad_nodes(directory: Path) -> dict[str, BadNode]:
-    try:
-        payload = json.loads((directory / BAD_NODES_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    return _marks(read_json(directory / BAD_NODES_FILE))
+
+
+def _marks(payload: object) -> dict[str, BadNode]:
     found = {}
     for fields in payload.get("nodes", []) if isinstance(payload, dict) else []:
         try:
@@ -53,15 +53,12 @@ def excluded(marks: dict[str, BadNode], now: float, hours: float = DEFAULT_HOURS
     return sorted(live, key=lambda mark: (-mark.marked_at, mark.node))[:max(0, limit)]
 
 
-def _update(directory: Path, change) -> dict[str, BadNode]:
-    from filelock import FileLock
+def _update(directory: Path, change: Callable[[dict[str, BadNode]], dict[str, BadNode]]) -> None:
+    def rewrite(payload: object) -> dict:
+        marks = change(_marks(payload))
+        return {"version": 1, "nodes": [asdict(mark) for mark in sorted(marks.values(), key=lambda m: m.node)]}
 
-    directory.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(directory / f".{BAD_NODES_FILE}.lock")):
-        marks = change(read_bad_nodes(directory))
-        payload = {"version": 1, "nodes": [asdict(mark) for mark in sorted(marks.values(), key=lambda m: m.node)]}
-        write_atomically(directory / BAD_NODES_FILE, json.dumps(payload, indent=1) + "\n")
-        return marks
+    update_json(directory / BAD_NODES_FILE, rewrite)
 
 
 def mark_bad(directory: Path, nodes: list[str], job: str, why: str, now: float, scheduler_id: str = "") -> None:

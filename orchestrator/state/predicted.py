@@ -9,11 +9,10 @@ Written whole (a temporary file and a rename) under a file lock, so two hosts ma
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from orchestrator.files import write_atomically
+from orchestrator.files import read_json, update_json
 
 PREDICTED_FILE = "predicted.json"
 VERSION = 1
@@ -40,10 +39,10 @@ class PredictedBranch:
 
 def read_predicted(directory: Path) -> dict[str, PredictedBranch]:
     """Run folder -> its record; empty when nothing was ever marked (or the file is not orch's)."""
-    try:
-        payload = json.loads((directory / PREDICTED_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    return _records(read_json(directory / PREDICTED_FILE))
+
+
+def _records(payload: object) -> dict[str, PredictedBranch]:
     branches = payload.get("branches", {}) if isinstance(payload, dict) else {}
     records = {}
     for run, fields in branches.items():
@@ -56,11 +55,9 @@ def read_predicted(directory: Path) -> dict[str, PredictedBranch]:
 
 def record_predicted(directory: Path, branches: list[PredictedBranch]) -> None:
     """Add (or replace, by run folder) these branches' records."""
-    from filelock import FileLock
-
-    directory.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(directory / f".{PREDICTED_FILE}.lock")):
-        records = read_predicted(directory)
+    def change(payload: object) -> dict:
+        records = _records(payload)
         records.update({branch.run: branch for branch in branches})
-        payload = {"version": VERSION, "branches": {run: asdict(branch) for run, branch in sorted(records.items())}}
-        write_atomically(directory / PREDICTED_FILE, json.dumps(payload, indent=1) + "\n")
+        return {"version": VERSION, "branches": {run: asdict(branch) for run, branch in sorted(records.items())}}
+
+    update_json(directory / PREDICTED_FILE, change)
