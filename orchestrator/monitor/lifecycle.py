@@ -45,7 +45,7 @@ from orchestrator.monitor.prequeue import (
 )
 from orchestrator.monitor.probes import OutputFacts, activity, is_frozen, run_progress
 from orchestrator.monitor.segment_end import save_ending
-from orchestrator.scheduler.base import Observation, SchedulerState, newest_first_order
+from orchestrator.scheduler.base import Observation, SchedulerState, job_id_order
 from orchestrator.state.store import JobRecord
 
 # Endings that are not the job's fault: the job is resubmitted without counting a failure, whatever
@@ -224,7 +224,7 @@ def _decide_not_in_queue(job: Job, view: JobView, facts: Facts, done: bool, done
     actions: list[Action] = []
     if facts.found_by_name:
         # Ours from before a crash (intent recorded, id not), or submitted by an earlier run: adopt, never resubmit.
-        newest = max(facts.found_by_name, key=lambda o: newest_first_order(o.scheduler_id))
+        newest = max(facts.found_by_name, key=lambda o: job_id_order(o.scheduler_id))
         if len(facts.found_by_name) > 1:
             others = ", ".join(o.scheduler_id for o in facts.found_by_name if o is not newest)
             actions.append(Log("duplicate", f"several active submissions named {job.name}; adopting {newest.scheduler_id}, "

@@ -33,7 +33,7 @@ from orchestrator.monitor.actions import (
     Transition,
 )
 from orchestrator.monitor.probes import OutputFacts
-from orchestrator.scheduler.base import Observation, SchedulerState, newest_first_order
+from orchestrator.scheduler.base import Observation, SchedulerState, job_id_order
 
 if TYPE_CHECKING:
     from orchestrator.monitor.lifecycle import Facts, JobView
@@ -89,7 +89,7 @@ def reconcile_standby(standby_id: str | None, standby_intent: bool, current_acti
     """
     if standby_intent:
         if found:
-            newest = max(found, key=lambda o: newest_first_order(o.scheduler_id))
+            newest = max(found, key=lambda o: job_id_order(o.scheduler_id))
             return [AdoptStandby(newest)], True
         return [EndStandby("NOT_SUBMITTED", None, "the pre-queued segment's intent has no job id and no submission "
                                                   "of it is in the queue: it was never submitted")], False

@@ -82,15 +82,10 @@ class NodeGpus:
 
 
 def job_id_order(job_id: str) -> tuple[int, str]:
-    """Sort key: numeric ids in submission order, others (array tasks, local ids) after them."""
-    return (int(job_id), "") if job_id.isdigit() else (1 << 62, job_id)
-
-
-def newest_first_order(scheduler_id: str) -> tuple[int, str]:
-    """Sort key by age of submission: Slurm ids are numbers (array tasks `N_M`, steps `N.S`), the newest the
-    largest; other ids sort first."""
-    head = scheduler_id.split("_")[0].split(".")[0]
-    return (int(head), scheduler_id) if head.isdigit() else (-1, scheduler_id)
+    """Sort key in submission order: Slurm ids are numbers, an array task `N_M` or a step `N.S` sorts by its job N;
+    other ids after them all."""
+    head = job_id.split("_")[0].split(".")[0]
+    return (int(head), job_id) if head.isdigit() else (1 << 62, job_id)
 
 
 class SchedulerUnavailable(Exception):
