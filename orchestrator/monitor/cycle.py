@@ -19,6 +19,7 @@ from orchestrator.accounting.ledger import committed_gpu_hours
 from orchestrator.accounting.provenance import CampaignProvenance
 from orchestrator.job_state import JobState
 from orchestrator.jobs import PREQUEUE_AUTO, PREQUEUE_OFF, Job
+from orchestrator.monitor.actions import CancelStandby
 from orchestrator.monitor.alerts import Alerts
 from orchestrator.monitor.effects import Effects, read_script
 from orchestrator.monitor.lifecycle import Facts, Transition, decide, start_probe_due, termination_probe_due, view_of
@@ -201,19 +202,13 @@ class CycleRunner(Effects):
 
     def _close_standby_of_finished(self, record: JobRecord, observations: dict[str, Observation]) -> int:
         """A finished job's pre-queued segment (left by a monitor killed between its two steps, or by `orch cancel`
-        with the scheduler away) must not run: cancel it, close it once gone. Returns 1 while it is in the queue."""
+        with the scheduler away) must not run: cancelled and closed as any pre-queued segment is. Returns 1 while it
+        is still in the queue because the scheduler did not answer."""
         standby_id = record.standby.scheduler_id if record.standby else None
-        observation = observations.get(standby_id) if standby_id else None
-        if observation is not None and observation.state.is_active:
-            if self._may_act():
-                try:
-                    self.scheduler.cancel([standby_id])
-                    self._log(record.name, "prequeue-cancelled", f"cancelled the pre-queued {standby_id}: the job "
-                                                                 f"is {record.state.value}")
-                except SchedulerUnavailable:
-                    pass  # tried again next cycle
-            return 1
-        self.store.end_attempt(record.name, observation.state.value if observation else "GONE", standby=True)
+        seen = observations.get(standby_id) if standby_id else None
+        action = CancelStandby(standby_id, f"the job is {record.state.value}", seen)
+        if self._apply_standby(self._by_name[record.name], action, 0, 0) is None:
+            return int(seen is not None and seen.state.is_active)
         return 0
 
     def _prepare(self, job: Job, record: JobRecord, observations: dict[str, Observation],
