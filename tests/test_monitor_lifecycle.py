@@ -27,6 +27,7 @@ from orchestrator.monitor.lifecycle import (
     start_probe_due,
     termination_probe_due,
 )
+from orchestrator.monitor.actions import AdoptStandby, CancelStandby, EndStandby, PromoteStandby, SubmitStandby
 from orchestrator.monitor.probes import OutputFacts
 from orchestrator.scheduler.base import Observation, SchedulerState as S
 
@@ -63,6 +64,14 @@ def kinds(actions) -> list[str]:
             spelled.append(f"run@{action.output_offset}")
         elif isinstance(action, Log):
             spelled.append(f"log:{action.kind}")
+        elif isinstance(action, SubmitStandby):
+            spelled.append(f"prequeue-behind:{action.after_id}")
+        elif isinstance(action, (CancelStandby, PromoteStandby)):
+            spelled.append(f"{'cancel-standby' if isinstance(action, CancelStandby) else 'promote'}:{action.scheduler_id}")
+        elif isinstance(action, AdoptStandby):
+            spelled.append(f"adopt-standby:{action.observation.scheduler_id}")
+        elif isinstance(action, EndStandby):
+            spelled.append(f"end-standby:{action.final_state}")
         else:
             spelled.append(type(action).__name__)
     return spelled

@@ -11,8 +11,8 @@ from orchestrator.errors import UserError
 from orchestrator.config.jobs_from_params import job_from_params
 from orchestrator.job_state import JobState
 from orchestrator.jobs import Job
-from orchestrator.monitor.actions import (AdoptStandby, Cancel, CancelStandby, EndAttempt, EndStandby, MarkBadNodes,
-                                          PromoteStandby, RecordOutput, Submit, SubmitStandby, Transition)
+from orchestrator.monitor.actions import CancelStandby, PromoteStandby, Submit, SubmitStandby
+from test_monitor_lifecycle import kinds  # one spelling of actions for both decision tables
 from orchestrator.monitor.lifecycle import Facts, JobView, decide
 from orchestrator.monitor.prequeue import remaining_secs, standby_reason
 from orchestrator.monitor.probes import IterationLine, OutputFacts, OutputWatcher
@@ -33,34 +33,6 @@ def make_job(**overrides) -> Job:
 
 def obs(state: S, sid: str = "100", exit_code: int | None = None, elapsed: float | None = None) -> Observation:
     return Observation(sid, "j", state, exit_code, start_time="T0" if state != S.PENDING else "", elapsed_secs=elapsed)
-
-
-def spelled(actions) -> list[str]:
-    out = []
-    for action in actions:
-        if isinstance(action, RecordOutput):
-            continue
-        if isinstance(action, Transition):
-            out.append(f"->{action.to.value}")
-        elif isinstance(action, EndAttempt):
-            out.append(f"end:{action.final_state}{'!' if action.failure else ''}")
-        elif isinstance(action, SubmitStandby):
-            out.append(f"prequeue-behind:{action.after_id}")
-        elif isinstance(action, CancelStandby):
-            out.append(f"cancel-standby:{action.scheduler_id}")
-        elif isinstance(action, PromoteStandby):
-            out.append(f"promote:{action.scheduler_id}")
-        elif isinstance(action, AdoptStandby):
-            out.append(f"adopt-standby:{action.observation.scheduler_id}")
-        elif isinstance(action, EndStandby):
-            out.append(f"end-standby:{action.final_state}")
-        elif isinstance(action, Cancel):
-            out.append(f"cancel:{action.scheduler_id}")
-        elif isinstance(action, MarkBadNodes):
-            out.append("bad-nodes")
-        else:
-            out.append(type(action).__name__)
-    return out
 
 
 RUNNING = JobView("j", JobState.RUNNING, scheduler_id="100", output_fingerprint="bytes:120", output_changed_at=NOW - 5,
@@ -102,10 +74,10 @@ CASES = [
      {"standby_observation": obs(S.PENDING, "101"), "output": OutputFacts("130:1", 130, True, 130)},
      ["cancel-standby:101", "->done"]),
     ("frozen, not the last failure: the standby continues it", {}, WITH_STANDBY,
-     {"standby_observation": obs(S.PENDING, "101"), "now": NOW + 60}, ["cancel:100"]),
+     {"standby_observation": obs(S.PENDING, "101"), "now": NOW + 60}, ["cancel:100:frozen"]),
     ("frozen as the last allowed failure: the standby goes too", {}, JobView(**{**WITH_STANDBY.__dict__,
                                                                                "consecutive_failures": 2}),
-     {"standby_observation": obs(S.PENDING, "101"), "now": NOW + 60}, ["cancel:100", "cancel-standby:101"]),
+     {"standby_observation": obs(S.PENDING, "101"), "now": NOW + 60}, ["cancel:100:frozen", "cancel-standby:101"]),
     ("segment saved and exited: the pending standby is promoted", {}, WITH_STANDBY,
      {"observation": obs(S.COMPLETED, exit_code=0), "standby_observation": obs(S.PENDING, "101"),
       "output": OutputFacts("130:1", 130, content_end=130, progress="400", progress_at=60)},
@@ -131,7 +103,7 @@ CASES = [
      ["end:FAILED!", "cancel-standby:101", "->failed"]),
     ("its node failed it: the pending standby is replaced by a submission that excludes the node", {}, WITH_STANDBY,
      {"observation": obs(S.NODE_FAIL), "standby_observation": obs(S.PENDING, "101")},
-     ["end:NODE_FAIL!", "bad-nodes", "cancel-standby:101", "->waiting", "Submit"]),
+     ["end:NODE_FAIL!", "MarkBadNodes", "cancel-standby:101", "->waiting", "Submit"]),
     ("termination_cmd not asked since it ended: wait, the standby stays", {"termination_cmd": "t",
                                                                           "termination_str": ""}, WITH_STANDBY,
      {"observation": obs(S.COMPLETED, exit_code=0), "standby_observation": obs(S.PENDING, "101"),
@@ -152,7 +124,7 @@ CASES = [
 
 @pytest.mark.parametrize("case_id, job_overrides, view, fact_overrides, expected", CASES, ids=[c[0] for c in CASES])
 def test_decision(case_id, job_overrides, view, fact_overrides, expected):
-    assert spelled(decide(make_job(**job_overrides), view, facts(**fact_overrides))) == expected
+    assert kinds(decide(make_job(**job_overrides), view, facts(**fact_overrides))) == expected
 
 
 def test_every_pre_queued_submission_waits_on_the_current_attempt():
