@@ -766,3 +766,14 @@ def test_segments_that_truncate_a_shared_log_are_never_pre_queued(tmp_path, appe
     assert ignored == ([] if append else ["prequeue: always is ignored: its segments share one log that each truncates "
                                           "when it starts; give output_file a %j, or the script #SBATCH "
                                           "--open-mode=append; each segment is submitted when the previous one ends"])
+
+
+def test_a_cancelled_job_s_leftover_pre_queued_segment_is_cancelled_by_the_next_cycle(tmp_path):
+    # `orch cancel` marked the job while the scheduler did not answer: its submissions are still queued.
+    scheduler, clock, job, monitor = running_with_a_successor(tmp_path)
+    monitor.store.set_state("job0", JobState.CANCELLED, "cancelled by `orch cancel`")
+    clock.now += 1
+    monitor.cycle()
+    assert "1001" in scheduler.cancels  # the successor must never start
+    standby = [a for a in monitor.store.attempts("job0") if a.scheduler_id == "1001"]
+    assert standby[0].final_state == "CANCELLED" and monitor.store.job("job0").standby is None
