@@ -31,6 +31,7 @@ SPECIAL_KEYS: frozenset[str] = frozenset(
         "fail_regex",
         "node_fault_regex",
         "prequeue",
+        "job_array",
     }
 )
 
@@ -62,6 +63,10 @@ PREQUEUE_OFF = "off"
 PREQUEUE_AUTO = "auto"  # when the run's own log says it cannot finish before its time limit
 PREQUEUE_ALWAYS = "always"  # as soon as a segment is in the queue (a job declared to need many)
 PREQUEUE_MODES = (PREQUEUE_OFF, PREQUEUE_AUTO, PREQUEUE_ALWAYS)
+# `job_array`: jobs that share a template's resources and are ready in the same monitor cycle go to Slurm as one
+# `sbatch --array`, once at least this many are ready (`auto`; `always` is 2, a number sets its own threshold).
+# Eight: below it an array saves the scheduler little, and a campaign's handful of reruns stay plain jobs.
+JOB_ARRAY_AUTO_MIN_TASKS = 8
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,8 @@ class Job:
     """Regex for output that blames the node (DEFAULT_NODE_FAULT_REGEX): the attempt's nodes are marked bad."""
     prequeue: str = PREQUEUE_OFF
     """Queue the next segment behind the running one: PREQUEUE_OFF, PREQUEUE_AUTO or PREQUEUE_ALWAYS."""
+    array_min_tasks: int = 0
+    """`job_array`: submit with others of its kind as one Slurm array once this many are ready; 0: never."""
 
     @property
     def effective_freeze_secs(self) -> float:

@@ -254,6 +254,8 @@ SlurmdPidFile=$RUN_DIR/slurmd-%n.pid
 SlurmctldLogFile=$LOG_DIR/slurmctld.log
 SlurmdLogFile=$LOG_DIR/slurmd-%n.log
 SchedulerType=sched/backfill
+# Small, so the job-array tests meet the cap a real cluster sets (index values 0-4; the default is 1001).
+MaxArraySize=5
 NodeName=$host $node_line State=UNKNOWN
 NodeName=$NODE2 NodeHostname=$host Port=$SLURMD2_PORT $node_line State=UNKNOWN
 PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=1 PreemptMode=OFF

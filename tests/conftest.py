@@ -94,13 +94,16 @@ def slurm_cluster() -> SlurmTestCluster:
 
 @pytest.fixture
 def slurm_job_prefix(slurm_cluster: SlurmTestCluster) -> Iterator[str]:
-    """A unique job-name prefix; every job of this user whose name starts with it is cancelled afterwards."""
+    """A unique job-name prefix; every job of this user whose name starts with it (or an orch array's name holding
+    it) is cancelled afterwards."""
     prefix = f"orchtest-{uuid.uuid4().hex[:8]}-"
     yield prefix
     # The test may have just restarted the controller: wait until squeue answers, or jobs outlive the run.
     _cluster_answers_within(60)
     listed = subprocess.run(["squeue", "--me", "-h", "-o", "%i|%j"], capture_output=True, text=True, timeout=60)
-    ids = [line.split("|", 1)[0] for line in listed.stdout.splitlines() if line.partition("|")[2].startswith(prefix)]
+    ids = [line.split("|", 1)[0] for line in listed.stdout.splitlines()
+           if line.partition("|")[2].startswith(prefix) or (line.partition("|")[2].startswith("orch-array-")
+                                                             and prefix in line.partition("|")[2])]
     if ids:
         subprocess.run(["scancel", *ids], capture_output=True, timeout=60)
 

@@ -99,7 +99,7 @@ def test_query_uses_squeue_for_listed_jobs_and_finds_active_jobs_by_name() -> No
                            "sacct": recorded("sacct_final")})
     names = ["orchfix-held", "orchfix-sleeper", "nobody"]
     seen = SlurmScheduler(runner).query([ids["sleeper"]], names)
-    assert runner.calls == [["squeue", "--me", "-h", "-t", "all", "-O", runner.calls[0][-1]]]
+    assert runner.calls == [["squeue", "--me", "-r", "-h", "-t", "all", "-O", runner.calls[0][-1]]]
     assert seen[ids["sleeper"]].state is S.RUNNING
     # Found by name: ids that were never asked for, with the script that tells whose they are.
     assert (seen[ids["held"]].state, seen[ids["held"]].reason) == (S.PENDING, "JobHeldUser")

@@ -27,24 +27,32 @@ def dry_run(jobs: list[Job], scheduler, max_jobs: int | None, directory: Path, r
             probe_workers: int = 16) -> int:
     """What the first cycle would do, with no submission, no cancel and no store write."""
     from orchestrator.job_state import JobState
-    from orchestrator.monitor.ownership import is_campaign_submission
+    from orchestrator.monitor.ownership import is_campaign_submission, recorded_submission_of, submitted_as
     from orchestrator.monitor.probes import OutputWatcher
     from orchestrator.scheduler.base import SchedulerUnavailable
     from orchestrator.state import StateStore
 
     by_name = {job.name: job for job in jobs}
-    try:
-        in_queue = {o.name: o for o in scheduler.query([], list(by_name)).values()
-                    if o.state.is_active and is_campaign_submission(o, by_name[o.name])}
-    except SchedulerUnavailable as error:
-        print(f"scheduler unavailable ({error}): the queue was not checked")
-        in_queue = {}
     store = StateStore.open_existing(directory)
     try:
         records = store.jobs(list(by_name)) if store is not None else {}
     finally:
         if store is not None:
             store.close()
+    # The recorded submissions (an array task among them: it has its array's name, not the job's), and by name.
+    recorded = {r.current.scheduler_id: r for r in records.values() if r.current and r.current.scheduler_id}
+    try:
+        listed = scheduler.query(list(recorded), list(by_name))
+        in_queue = {o.name: o for o in listed.values()
+                    if o.state.is_active and o.name in by_name and is_campaign_submission(o, by_name[o.name])}
+        for scheduler_id, record in recorded.items():
+            seen = listed.get(scheduler_id)
+            if seen is not None and recorded_submission_of(seen, *submitted_as(
+                    record.current, by_name[record.name].sbatch_script)).state.is_active:
+                in_queue[record.name] = seen
+    except SchedulerUnavailable as error:
+        print(f"scheduler unavailable ({error}): the queue was not checked")
+        in_queue = {}
     unbuilt = {job.name for job in jobs if not Path(job.sbatch_script).exists()}
     if unbuilt:
         print(f"{len(unbuilt)} of {len(jobs)} script(s) not built yet: `orch build` first (or `orch build-and-run`); "
@@ -72,7 +80,9 @@ def dry_run(jobs: list[Job], scheduler, max_jobs: int | None, directory: Path, r
             verdict = "done (termination_cmd printed 1)"
         elif job.name in in_queue:
             found = in_queue[job.name]
-            verdict = f"in the queue as {found.scheduler_id} ({found.state.value}): would adopt"
+            watched = found.scheduler_id in recorded
+            verdict = f"in the queue as {found.scheduler_id} ({found.state.value}): " + ("watched" if watched
+                                                                                       else "would adopt")
         elif start is not None and not start.flag:
             verdict = f"waiting: start condition not met ({start.detail})"
         elif max_jobs is not None and len(in_queue) + would_submit >= max_jobs:

@@ -9,7 +9,7 @@ from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.jobs import (DEFAULT_CHECK_INTERVAL_SECS, DEFAULT_MAX_FAILURES, DEFAULT_NODE_FAULT_REGEX,
-                              DEFAULT_PROBE_TIMEOUT_SECS, PREQUEUE_AUTO, PREQUEUE_MODES, PREQUEUE_OFF, Job)
+                              DEFAULT_PROBE_TIMEOUT_SECS, JOB_ARRAY_AUTO_MIN_TASKS, PREQUEUE_AUTO, PREQUEUE_MODES, PREQUEUE_OFF, Job)
 
 MANDATORY_KEYS: tuple[str, ...] = ("name", "template", "output_file", "cmd", "sbatch_script")
 
@@ -48,6 +48,20 @@ def _prequeue(value: Any, job_name: str) -> str:
         return value.lower()
     raise UserError(f"job {job_name}: key 'prequeue' must be one of {', '.join(PREQUEUE_MODES)} (or true/false), "
                     f"got {value!r}")
+
+
+def _array_min_tasks(value: Any, job_name: str) -> int:
+    """`job_array`: off (default) | auto | always | a number of ready jobs (at least 2) that makes an array."""
+    if value is None or value is False or value == "" or (type(value) is str and value.lower() == "off"):
+        return 0
+    if value is True or (type(value) is str and value.lower() == "auto"):
+        return JOB_ARRAY_AUTO_MIN_TASKS
+    if type(value) is str and value.lower() == "always":
+        return 2
+    if type(value) is int and value >= 2:
+        return value
+    raise UserError(f"job {job_name}: key 'job_array' must be off, auto (or true), always, or a number of jobs of at "
+                    f"least 2, got {value!r}")
 
 
 def job_from_params(params: dict[str, Any], index: int) -> Job:
@@ -89,6 +103,7 @@ def job_from_params(params: dict[str, Any], index: int) -> Job:
         _regex(get("fail_regex"), "fail_regex", name),
         _regex(get("node_fault_regex", DEFAULT_NODE_FAULT_REGEX), "node_fault_regex", name),
         _prequeue(get("prequeue"), name),
+        _array_min_tasks(get("job_array"), name),
     )
 
 

@@ -21,6 +21,7 @@ from orchestrator.job_state import JobState
 from orchestrator.jobs import PREQUEUE_AUTO, PREQUEUE_OFF, Job
 from orchestrator.monitor.actions import CancelStandby
 from orchestrator.monitor.alerts import Alerts
+from orchestrator.monitor.array_effects import HeldSubmit
 from orchestrator.monitor.effects import Effects, read_script
 from orchestrator.monitor.lifecycle import Facts, Transition, decide, start_probe_due, termination_probe_due, view_of
 from orchestrator.monitor.options import (
@@ -31,9 +32,11 @@ from orchestrator.monitor.options import (
     Prepared,
     QueueLimit,
 )
-from orchestrator.monitor.ownership import is_campaign_submission, recorded_submission
+from orchestrator.monitor.ownership import (array_intents, array_task_of, is_campaign_submission, recorded_submission_of,
+                                            submitted_as)
 from orchestrator.monitor.probe_runner import ProbeFunction, ProbeOutcome, ProbeRunner
 from orchestrator.monitor.probes import OutputFacts, OutputWatcher, has_job_id_pattern, resolve_output_path
+from orchestrator.scheduler.array_driver import array_name_of
 from orchestrator.scheduler.base import Observation, Scheduler, SchedulerUnavailable
 from orchestrator.scheduler.sbatch_script import script_options, signal_lead_secs
 from orchestrator.state.store import JobRecord, StateStore
@@ -77,6 +80,8 @@ class CycleRunner(Effects):
         self._exclusion_refused: dict[str, tuple[str, ...]] = {}
         self._chain_refused: set[str] = set()
         self._script_facts: dict[str, tuple[float, bool]] = {}
+        self._held: list[HeldSubmit] = []
+        self._array_refused: dict[str, str] = {}
         self._lease = lease
         self._alerts = alerts
         self.fenced = False
@@ -117,12 +122,15 @@ class CycleRunner(Effects):
                 # Done while still in the queue: keep its time so far (the attempt may close after we stop).
                 self.store.record_usage(item.job.name, item.observation.elapsed_secs, item.observation.gpus)
             applied = self._apply(item.job, item.view.state, actions, item.output, active)
-            if applied.submitted:
+            if applied.submitted or applied.held:
                 active += 1
-                submitted += 1
+                submitted += applied.submitted
             if not applied.scheduler_answered:
                 known = False  # the scheduler stopped answering mid-cycle: decide nothing more this cycle
                 self._unavailable_cycles += 1
+        if known:
+            submitted += self._submit_held(active - len(self._held))
+        self._held = []  # not submitted: decided afresh next cycle
 
         after = self.store.jobs([job.name for job in self.jobs])
         self._watch_progress(after, self._clock())
@@ -132,10 +140,13 @@ class CycleRunner(Effects):
 
     def _query(self, records: dict[str, JobRecord], live: list[Job]) -> tuple[dict[str, Observation], bool]:
         """One scheduler query for the campaign; recorded ids now used by another job read GONE."""
-        current = {attempt.scheduler_id: r.name for r in records.values() for attempt in (r.current, r.standby)
-                   if attempt and attempt.scheduler_id}
+        attempts = {attempt.scheduler_id: attempt for r in records.values() for attempt in (r.current, r.standby)
+                    if attempt and attempt.scheduler_id}
+        current = {scheduler_id: attempt.job for scheduler_id, attempt in attempts.items()}
+        # An array task's intent is found again by its array's name (its driver's), a job's by its own.
+        names = [job.name for job in live] + sorted({array_name_of(d) for d, _ in array_intents(records.values())})
         try:
-            observations = dict(self.scheduler.query(list(current), [job.name for job in live]))
+            observations = dict(self.scheduler.query(list(current), names))
         except SchedulerUnavailable as error:
             self._unavailable_cycles += 1
             self._log(None, "scheduler-unavailable", f"scheduler query failed ({error}): job states unknown, "
@@ -146,7 +157,8 @@ class CycleRunner(Effects):
         self._unavailable_cycles = 0
         for scheduler_id, name in current.items():
             if scheduler_id in observations and name in self._by_name:
-                observation = recorded_submission(observations[scheduler_id], self._by_name[name])
+                observation = recorded_submission_of(observations[scheduler_id], *submitted_as(
+                    attempts[scheduler_id], self._by_name[name].sbatch_script))
                 if observation is not observations[scheduler_id]:
                     self._log_once(name, f"reused:{scheduler_id}", "id-reused",
                                    f"{scheduler_id} is now another job ({observations[scheduler_id].name}): "
@@ -167,9 +179,16 @@ class CycleRunner(Effects):
         """Active submissions of this campaign's jobs that the store does not know (to adopt, never resubmit)."""
         known_ids = self.store.scheduler_ids()
         found: dict[str, list[Observation]] = {}
+        intents = array_intents(records.values())
         for observation in observations.values():
+            if not observation.state.is_active or observation.scheduler_id in known_ids:
+                continue
+            task = array_task_of(observation, intents)
+            if task is not None:
+                found.setdefault(task, []).append(observation)
+                continue
             job = self._by_name.get(observation.name)
-            if job is None or not observation.state.is_active or observation.scheduler_id in known_ids:
+            if job is None:
                 continue
             if is_campaign_submission(observation, job):
                 found.setdefault(job.name, []).append(observation)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Callable
 
@@ -11,6 +10,7 @@ from orchestrator.accounting.estimate import JobEstimate, estimate_job
 from orchestrator.accounting.provenance import CampaignProvenance, keep_script
 from orchestrator.job_state import JobState
 from orchestrator.jobs import Job
+from orchestrator.monitor.array_effects import ArrayEffects, HeldSubmit
 from orchestrator.monitor.lifecycle import (
     Action,
     Adopt,
@@ -28,7 +28,7 @@ from orchestrator.monitor.lifecycle import (
 )
 from orchestrator.monitor.options import Applied, Fence, MonitorOptions, QueueLimit
 from orchestrator.monitor.actions import AdoptStandby, CancelStandby, EndStandby, PromoteStandby, SubmitStandby
-from orchestrator.monitor.probes import OutputFacts, has_job_id_pattern
+from orchestrator.monitor.probes import OutputFacts, make_output_dir, new_run_offset
 from orchestrator.monitor.standby_effects import StandbyEffects
 from orchestrator.scheduler.base import Scheduler, SchedulerUnavailable, SubmitError, SubmitExcludedAll, SubmitLimited
 from orchestrator.monitor.user_cancel import cancel_jobs
@@ -37,7 +37,7 @@ from orchestrator.state.requests import answer_request, pending_requests
 from orchestrator.state.store import StateConflict
 
 
-class Effects(StandbyEffects):
+class Effects(StandbyEffects, ArrayEffects):
     """Carries out the actions `lifecycle.decide` chose; the only code that submits or cancels."""
 
     scheduler: Scheduler
@@ -105,6 +105,8 @@ class Effects(StandbyEffects):
                     level = logging.WARNING if action.to in (JobState.FAILED, JobState.ABANDONED) else logging.INFO
                     self._log(name, kind, f"{old.value} -> {action.to.value}: {action.reason}", level)
             elif isinstance(action, Submit):
+                if action is actions[-1] and self._defer_to_array(HeldSubmit(job, state, action, output)):
+                    return Applied(held=True)  # submitted with its array-mates once every job is decided
                 if not self._may_act():
                     return Applied(scheduler_answered=False)
                 self.store.set_state(name, JobState.QUEUED, f"submitting ({action.reason})", expected=state)
@@ -192,7 +194,7 @@ class Effects(StandbyEffects):
                                            estimate_hours=estimate.hours if estimate else None, provenance=provenance)
         self.store.update_job(name, start_ready=0)
         self.store.write_snapshot()  # readers see the intent even if this monitor dies during the submit
-        _make_output_dir(job)
+        make_output_dir(job)
         try:
             scheduler_id, exclude = self._submit_excluding(job)
         except SchedulerUnavailable as error:
@@ -297,19 +299,3 @@ def read_script(job: Job) -> bytes | None:
             return handle.read()
     except OSError:
         return None  # the submit command reports it in its own words
-
-
-def new_run_offset(job: Job, output: OutputFacts) -> int:
-    """Where a new attempt's output begins: a per-submission log (%j) is new, an appended one keeps its earlier
-    attempts' text."""
-    return 0 if has_job_id_pattern(job.output_file) else output.size
-
-
-def _make_output_dir(job: Job) -> None:
-    """Slurm does not create the directory of `--output`: a job whose log folder is missing dies at launch."""
-    parent = os.path.dirname(job.output_file)
-    if parent and "%" not in parent:
-        try:
-            os.makedirs(parent, exist_ok=True)
-        except OSError:
-            pass  # the submission reports the problem with the scheduler's own words

@@ -103,3 +103,5 @@ class Prepared:
 class Applied:
     scheduler_answered: bool = True
     submitted: bool = False
+    held: bool = False
+    """The submission waits for the cycle's job arrays (`monitor.array_effects`): it counts as in the queue."""

@@ -14,6 +14,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from orchestrator.jobs import Job
+
 
 @dataclass(frozen=True)
 class SaveMarks:
@@ -275,3 +277,19 @@ class OutputWatcher:
             scan.content_end = end
             if len(data) - complete > MAX_PARTIAL_LINE_BYTES:
                 scan.lines_done, scan.in_long_line = end, True
+
+
+def new_run_offset(job: Job, output: OutputFacts) -> int:
+    """Where a new attempt's output begins: a per-submission log (%j) is new, an appended one keeps its earlier
+    attempts' text."""
+    return 0 if has_job_id_pattern(job.output_file) else output.size
+
+
+def make_output_dir(job: Job) -> None:
+    """Slurm does not create the directory of `--output`: a job whose log folder is missing dies at launch."""
+    parent = os.path.dirname(job.output_file)
+    if parent and "%" not in parent:
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError:
+            pass  # the submission reports the problem with the scheduler's own words

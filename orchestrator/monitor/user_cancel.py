@@ -12,8 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from orchestrator.job_state import JobState
-from orchestrator.monitor.ownership import is_submission_of, recorded_submission_of
-from orchestrator.scheduler.base import Observation, Scheduler, SchedulerUnavailable
+from orchestrator.monitor.ownership import array_intents, array_task_of, is_submission_of, recorded_submission_of, submitted_as
+from orchestrator.scheduler.array_driver import array_name_of
+from orchestrator.scheduler.base import Observation, Scheduler, SchedulerUnavailable, job_id_order
 from orchestrator.state.store import StateStore
 
 
@@ -44,28 +45,32 @@ def cancel_jobs(store: StateStore, scheduler: Scheduler, scripts: Mapping[str, s
             store.set_state(name, JobState.CANCELLED, reason)
             store.log_event(name, "cancelled", reason)
             marked += 1
-    recorded = {attempt.scheduler_id: r.name for r in records.values() for attempt in (r.current, r.standby)
-                if attempt and attempt.scheduler_id}
+    # As the scheduler shows each recorded submission: its job's name and script, or its array's (an array task).
+    recorded = {attempt.scheduler_id: submitted_as(attempt, scripts[r.name]) for r in records.values()
+                for attempt in (r.current, r.standby) if attempt and attempt.scheduler_id}
+    intents = array_intents(records.values())
     try:
-        found = scheduler.query(list(recorded), names)
-        active = sorted(campaign_submissions(found.values(), recorded, scripts))
+        found = scheduler.query(list(recorded), names + sorted({array_name_of(d) for d, _ in intents}))
+        active = sorted(campaign_submissions(found.values(), recorded, scripts, intents), key=job_id_order)
         scheduler.cancel(active)
     except SchedulerUnavailable as error:
         return CancelOutcome(marked, [], str(error) or "no answer")
     return CancelOutcome(marked, active)
 
 
-def campaign_submissions(observations: Iterable[Observation], recorded: Mapping[str, str],
-                         scripts: Mapping[str, str]) -> set[str]:
-    """Ids of the active submissions that are this campaign's: recorded ones, and found ones with its scripts."""
+def campaign_submissions(observations: Iterable[Observation], recorded: Mapping[str, tuple[str, str]],
+                         scripts: Mapping[str, str], array_intents: Mapping[tuple[str, int], str]) -> set[str]:
+    """Ids of the active submissions that are this campaign's: recorded ones (id -> the name and script the scheduler
+    shows for it), found ones with its scripts, and array tasks its intents name (`ownership.array_task_of`)."""
     ids = set()
     for observation in observations:
         if not observation.state.is_active:
             continue
         if observation.scheduler_id in recorded:
-            name = recorded[observation.scheduler_id]
-            if recorded_submission_of(observation, name, scripts[name]).state.is_active:
+            if recorded_submission_of(observation, *recorded[observation.scheduler_id]).state.is_active:
                 ids.add(observation.scheduler_id)
         elif observation.name in scripts and is_submission_of(observation, observation.name, scripts[observation.name]):
+            ids.add(observation.scheduler_id)
+        elif array_task_of(observation, array_intents) is not None:
             ids.add(observation.scheduler_id)
     return ids

@@ -18,7 +18,7 @@ from typing import Protocol
 from orchestrator import process
 from orchestrator.jobs import Job
 from orchestrator.process import CommandResult
-from orchestrator.scheduler import slurm_parse
+from orchestrator.scheduler import array_driver, slurm_parse
 from orchestrator.scheduler.base import (
     NodeGpus,
     Observation,
@@ -54,6 +54,7 @@ class ClusterFeatures:
 
     accounting: bool
     jobcomp_file: str | None  # set when JobCompType=jobcomp/filetxt
+    max_array_tasks: int = 1001
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> ClusterFeatures:
@@ -63,6 +64,7 @@ class ClusterFeatures:
         return cls(
             accounting=storage not in ("", "(null)", "accounting_storage/none"),
             jobcomp_file=location if jobcomp_type == "jobcomp/filetxt" and location.startswith("/") else None,
+            max_array_tasks=array_driver.max_array_tasks(config),
         )
 
 
@@ -108,6 +110,29 @@ class SlurmScheduler:
                 raise SubmitError(f"cannot queue {job.name} behind {after}: its cmd has no sbatch word to pass "
                                   f"--dependency to: {command}")
             command = chained
+        return self._sbatch(command, bool(exclude))
+
+    def array_command(self, job: Job, driver: str) -> str | None:
+        """The job's submit command run on an array's `driver` script (before `--array`); None when it cannot be."""
+        return array_command(job, driver)
+
+    def max_array_tasks(self) -> int:
+        """Most tasks one array may hold here (MaxArraySize, SchedulerParameters' max_array_tasks)."""
+        return self._cluster_features().max_array_tasks
+
+    def submit_array(self, job: Job, driver: str, count: int, exclude: Sequence[str] = ()) -> str:
+        """Submit the array driver script `driver` of `count` tasks with `job`'s submit command; return the array's id
+        (task i is `<id>_i`). Raises as `submit` does."""
+        command = array_command(job, driver)
+        if command is None:
+            raise SubmitError(f"cannot submit {job.name} as an array task: its cmd does not run sbatch on its script")
+        if exclude:
+            exclude = [*_script_exclusion(job.sbatch_script), *exclude]
+        command = with_excluded_nodes(with_sbatch_option(command, array_driver.array_option(count)), exclude)
+        return self._sbatch(command, bool(exclude))
+
+    def _sbatch(self, command: str, excluding: bool) -> str:
+        """Run a submit command; its job id, or the exception that says what became of it."""
         result = self._run(["/bin/sh", "-c", command])
         job_id = slurm_parse.parse_sbatch(result.stdout) if result.returncode == 0 else None
         if job_id is not None:
@@ -116,7 +141,7 @@ class SlurmScheduler:
             raise SchedulerUnavailable(f"{command}: {result.output[:500]}")
         if result.returncode != 0 and slurm_parse.is_queue_limit_refusal(result.output):
             raise SubmitLimited(f"{command}: {result.output[:500]}")
-        if result.returncode != 0 and exclude and slurm_parse.is_no_node_available(result.output):
+        if result.returncode != 0 and excluding and slurm_parse.is_no_node_available(result.output):
             raise SubmitExcludedAll(f"{command}: {result.output[:500]}")
         if result.returncode != 0:
             raise SubmitError(f"{command} failed (exit {result.returncode}): {result.output[:500]}")
@@ -143,7 +168,8 @@ class SlurmScheduler:
         wanted_ids = {str(i) for i in scheduler_ids}
         wanted_names = set(names)
         listed = slurm_parse.parse_squeue(
-            self._run_checked(["squeue", "--me", "-h", "-t", "all", "-O", slurm_parse.SQUEUE_FORMAT]).stdout
+            # -r: one line per array task, pending ones included (else `N_[0-7]` stands for all of them)
+            self._run_checked(["squeue", "--me", "-r", "-h", "-t", "all", "-O", slurm_parse.SQUEUE_FORMAT]).stdout
         )
         found = {
             job_id: obs
@@ -239,6 +265,18 @@ def with_sbatch_option(command: str, option: str) -> str:
 
 
 _SBATCH_WORD = re.compile(r"(?:^|(?<=[\s;&|(]))(?:\S*/)?sbatch(?=\s)")
+
+
+def array_command(job: Job, driver: str) -> str | None:
+    """The job's submit command run on `driver` instead of its own script; None when it names its script other than
+    once, or runs sbatch out of sight (a wrapper could not be told `--array`)."""
+    if "{sbatch_script}" in job.cmd:
+        command = submit_command(replace(job, cmd=job.cmd.replace("{sbatch_script}", driver)))
+    elif submit_command(job).count(job.sbatch_script) == 1:
+        command = submit_command(job).replace(job.sbatch_script, driver)
+    else:
+        return None
+    return command if _SBATCH_WORD.search(command) else None
 
 
 def submit_command(job: Job) -> str:

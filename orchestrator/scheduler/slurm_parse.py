@@ -15,12 +15,15 @@ from orchestrator.scheduler.base import Observation, SchedulerState
 # in a job name or a script path cannot shift the columns. The name goes last all the same.
 FIELD_SEPARATOR = "\x1f"
 # squeue -O: `:0` = no padding, then the separator as the field's suffix (squeue prints it verbatim).
-_SQUEUE_FIELDS = ("JobID", "State", "exit_code", "Reason", "StartTime", "WorkDir", "Command", "TimeUsed", "tres-alloc",
+# JobArrayID: a job's id, an array task's `N_i` (JobID would print each pending task as N, every running one as its
+# own number): the ids sbatch's answer leads to and sacct and scancel take.
+_SQUEUE_FIELDS = ("JobArrayID", "State", "exit_code", "Reason", "StartTime", "WorkDir", "Command", "TimeUsed", "tres-alloc",
                   "Name")
 SQUEUE_FORMAT = ",".join(f"{field}:0{FIELD_SEPARATOR}" for field in _SQUEUE_FIELDS[:-1]) + f",{_SQUEUE_FIELDS[-1]}:0"
 # sacct -n -P --delimiter=FIELD_SEPARATOR -o SACCT_FIELDS: the same layout (sacct has no batch script field).
-# ElapsedRaw: the run's seconds; AllocTRES: what it held (`billing=1,cpu=1,gres/gpu=2,node=1`).
-SACCT_FIELDS = "JobIDRaw,State,ExitCode,Reason,Start,WorkDir,ElapsedRaw,AllocTRES,JobName"
+# ElapsedRaw: the run's seconds; AllocTRES: what it held (`billing=1,cpu=1,gres/gpu=2,node=1`). JobID: an array
+# task as `N_i` (JobIDRaw is its own number), a heterogeneous job's first component as `N+0` (read as N).
+SACCT_FIELDS = "JobID,State,ExitCode,Reason,Start,WorkDir,ElapsedRaw,AllocTRES,JobName"
 
 _S = SchedulerState
 # Every job state Slurm 22.05 reports (squeue/sacct/scontrol long names) -> ours.
@@ -195,7 +198,7 @@ def parse_sacct(output: str) -> dict[str, Observation]:
     """
     observations: dict[str, Observation] = {}
     for job_id, state, exit_code, reason, start, work_dir, elapsed, tres, name in _split_rows(output, 9):
-        job_id = job_id.strip()
+        job_id = job_id.strip().removesuffix("+0")
         observations[job_id] = _observation(job_id, name, state, exit_code, reason, start, work_dir, "", elapsed, tres)
     return observations
 

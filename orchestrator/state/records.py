@@ -38,6 +38,10 @@ class AttemptRecord:
     """A pre-queued next segment still waiting behind the current attempt (`--dependency=afterany:after_id`)."""
     after_id: str | None = None
     """The submission it was queued behind (pre-queued segments only; kept after it became the current one)."""
+    array_script: str | None = None
+    """The array driver script it was submitted as a task of (`scheduler.array_driver`); None: a job of its own."""
+    array_index: int | None = None
+    """Its task index in that array (its scheduler id is `<array id>_<index>`)."""
 
 
 @dataclass(frozen=True)
@@ -76,5 +80,6 @@ def attempt_from_row(row: sqlite3.Row) -> AttemptRecord:
         cancel_reason=row["cancel_reason"], elapsed_secs=row["elapsed_secs"], gpus=row["gpus"],
         estimate_gpus=row["estimate_gpus"], estimate_hours=row["estimate_hours"],
         provenance=json.loads(row["provenance"]) if row["provenance"] else None,
-        standby=bool(row["standby"]), after_id=row["after_id"],
+        standby=bool(row["standby"]), after_id=row["after_id"], array_script=row["array_script"],
+        array_index=row["array_index"],
     )

@@ -61,7 +61,9 @@ CREATE TABLE IF NOT EXISTS attempts (
     estimate_hours REAL,
     provenance TEXT,
     standby INTEGER NOT NULL DEFAULT 0,
-    after_id TEXT
+    after_id TEXT,
+    array_script TEXT,
+    array_index INTEGER
 );
 CREATE INDEX IF NOT EXISTS attempts_open ON attempts(job) WHERE ended_at IS NULL;
 CREATE TABLE IF NOT EXISTS campaign (
@@ -83,7 +85,7 @@ _ADDED_COLUMNS = {
     "jobs": {"run_start": "TEXT", "run_output_offset": "INTEGER NOT NULL DEFAULT 0", "end_progress": "TEXT"},
     "attempts": {"cancel_reason": "TEXT", "elapsed_secs": "REAL", "gpus": "INTEGER", "estimate_gpus": "INTEGER",
                  "estimate_hours": "REAL", "provenance": "TEXT", "standby": "INTEGER NOT NULL DEFAULT 0",
-                 "after_id": "TEXT"},
+                 "after_id": "TEXT", "array_script": "TEXT", "array_index": "INTEGER"},
 }
 
 
@@ -275,22 +277,23 @@ class StateStore:
 
     def record_intent(self, name: str, output_offset: int = 0, estimate_gpus: int | None = None,
                       estimate_hours: float | None = None, provenance: dict[str, Any] | None = None,
-                      after_id: str | None = None) -> int:
+                      after_id: str | None = None, array_task: tuple[str, int] | None = None) -> int:
         """Commit the intent to submit (an attempt with no id yet) and return its row id. Call BEFORE submitting.
 
         `output_offset`: the output file's size now; what it holds already is not the new attempt's.
         The estimate and the provenance are committed with the intent, so even a submission whose
         monitor was killed before it learned the id says what it ran with. With `after_id` the attempt is
-        the next segment, pre-queued behind that submission: the current run stays the current one.
+        the next segment, pre-queued behind that submission: the current run stays the current one. With
+        `array_task` (driver script, index) it is that task of an array: what finds it again after a kill.
         """
         self._check()
         with self._transaction():
             cursor = self._db.execute(
-                "INSERT INTO attempts(job, intent_at, estimate_gpus, estimate_hours, provenance, standby, after_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO attempts(job, intent_at, estimate_gpus, estimate_hours, provenance, standby, after_id, "
+                "array_script, array_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, self._clock(), estimate_gpus, estimate_hours,
                  json.dumps(provenance, sort_keys=True) if provenance is not None else None,
-                 int(after_id is not None), after_id))
+                 int(after_id is not None), after_id, *(array_task or (None, None))))
             if after_id is None:
                 self._reset_run(name, output_offset)
         return int(cursor.lastrowid)
