@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor_campaign import campaign_state, run_orch, sigkill_when, start_orch, status, submissions, wait_for, write_campaign
+from monitor_campaign import (campaign_state, console, run_orch, sigkill_when, start_orch, status, submissions, wait_for,
+                              write_campaign)
+from test_monitor_production import REQUEUE_AWARE, preempt
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -134,3 +136,35 @@ def test_kill_9_during_the_array_sbatch_adopts_its_tasks_and_cancel_takes_one(sl
     states = status(tmp_path)
     assert [states[name]["state"] for name in names] == ["done", "cancelled", "done"]
     assert all(len(runs(tmp_path, name)) == 1 for name in names)
+
+
+def test_preempted_tasks_are_requeued_under_their_task_ids_and_run_on(slurm_cluster, slurm_job_prefix, tmp_path):
+    """Partition `low` requeues what a `high` job preempts: each task comes back under its own `<array id>_<index>`,
+    which the monitor keeps watching (no resubmission, no failure), and finishes on its second run."""
+    prefix = slurm_job_prefix
+    write_campaign(tmp_path, prefix=prefix, name="{prefix}{idx}", cmd=ARRAY_CMD, grid="idx: [0, 1]",
+                   body="#SBATCH --partition=low\n" + REQUEUE_AWARE,
+                   extra="job_array: always\nfreeze_secs: 3\nmax_failures: 1\n")
+    names = [f"{prefix}{i}" for i in range(2)]
+    assert run_orch(tmp_path, "build", "campaign.yaml").returncode == 0
+    monitor = start_orch(tmp_path, "run", "campaign.yaml", "--scheduler", "slurm", "--poll-secs", "1")
+    try:
+        wait_for(lambda: len(re.findall(r"queued -> running: \d+_\d is RUNNING", console(tmp_path))) == 2, 60,
+                 what="both tasks running")
+        preempt(prefix)
+        assert monitor.wait(180) == 0, console(tmp_path)[-3000:]
+    finally:
+        if monitor.poll() is None:
+            monitor.kill()
+    rows = attempts(tmp_path)
+    array_id = rows[0][1].split("_")[0]
+    assert rows == [(names[0], f"{array_id}_0", 0), (names[1], f"{array_id}_1", 1)]  # never resubmitted
+    assert submissions(tmp_path)["submit"] == 1
+    for index, name in enumerate(names):
+        assert f"{array_id}_{index} runs again under the same id" in console(tmp_path)
+        log = (tmp_path / "logs" / f"{name}.out").read_text()
+        assert "first run" in log and "resumed after requeue" in log
+    # Slurm's own line about the preemption goes to the batch step's output: the array's log, not the job's.
+    array_log = next((campaign_state(tmp_path) / "arrays").glob("*.out")).read_text()
+    assert array_log.count("DUE TO PREEMPTION") == 2
+    assert set(accounted_tasks([row[1] for row in rows]).values()) == {"COMPLETED"}
