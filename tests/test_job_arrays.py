@@ -109,7 +109,8 @@ def test_each_task_runs_its_own_script_with_its_name_and_log(tmp_path: Path) -> 
     driver = tmp_path / "orch-array-x.sbatch"
     driver.write_text(array_driver.driver_script("orch-array-x", shapes[0].header, [s.task for s in shapes]))
     text = driver.read_text()
-    assert "#SBATCH --job-name=orch-array-x\n#SBATCH --output=/dev/null\n#SBATCH --open-mode=append\n#SBATCH --time=10\n" in text
+    assert text.startswith("#!/bin/bash\n#SBATCH --job-name=orch-array-x\n#SBATCH --output=/dev/null\n"
+                           "#SBATCH --open-mode=append\n#SBATCH --time=10\n#")
     (tmp_path / "logs" / "b.out").write_text("an earlier segment\n")
     assert run_task(driver, 0, tmp_path).returncode == 0
     assert run_task(driver, 1, tmp_path).returncode == 0
@@ -140,7 +141,8 @@ def test_chunks_are_even_and_never_above_the_cap() -> None:
 def test_the_cluster_s_task_cap_is_read_from_its_config() -> None:
     config = slurm_parse.parse_key_values(recorded("arrays_config").stdout)
     assert array_driver.max_array_tasks(config) == 5  # MaxArraySize=5: indices 0-4
-    assert array_driver.max_array_tasks({"MaxArraySize": "1001", "SchedulerParameters": "bf_continue,max_array_tasks=300"}) == 300
+    scheduler_parameters = "bf_continue,max_array_tasks=300"
+    assert array_driver.max_array_tasks({"MaxArraySize": "1001", "SchedulerParameters": scheduler_parameters}) == 300
     assert array_driver.max_array_tasks({}) == 1001
     assert array_driver.max_array_tasks({"MaxArraySize": "0"}) == 0
 

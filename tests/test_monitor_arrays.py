@@ -8,7 +8,7 @@ import itertools
 from pathlib import Path
 
 from orchestrator.jobs import Job
-from orchestrator.scheduler.base import Observation, SchedulerState as S, SchedulerUnavailable, SubmitError
+from orchestrator.scheduler.base import Observation, SchedulerState as S, SchedulerUnavailable, SubmitError, SubmitLimited
 from orchestrator.scheduler.slurm import array_command
 from test_monitor_loop import Clock, FakeScheduler, make_monitor, states
 
@@ -36,6 +36,9 @@ class ArrayScheduler(FakeScheduler):
         if self.refuse_arrays:
             raise SubmitError("sbatch: error: Batch job submission failed: Invalid job array specification")
         assert count <= self.cap
+        if self.submit_limit is not None and len(self.active()) + count > self.submit_limit:
+            self.refused_for_limit += 1  # Slurm counts each task (slurm.conf(5) MaxJobCount), refuses the array whole
+            raise SubmitLimited("sbatch: error: AssocMaxSubmitJobLimit")
         array_id = str(next(self._array_ids))
         name = Path(driver).name.removesuffix(".sbatch")
         for index in range(count):
@@ -121,3 +124,16 @@ def test_a_refused_array_submits_its_jobs_one_by_one_and_never_again_as_an_array
     monitor.cycle()
     assert scheduler.array_calls == 1 and scheduler.submits == ["job0", "job1", "job2"] * 2
     assert len([e for e in monitor.store.events(kind="array-refused")]) == 1
+
+
+def test_an_array_refused_for_a_queue_limit_fills_it_one_job_at_a_time_and_tries_no_other_array(tmp_path: Path) -> None:
+    scheduler, clock = ArrayScheduler(cap=3), Clock()
+    scheduler.submit_limit = 4  # MaxSubmitJobs
+    monitor = make_monitor(tmp_path, array_jobs(tmp_path, 9), scheduler, clock)
+    report = monitor.cycle()
+    # 3 + 3 + 3: the first array fits, the second would pass the limit and is refused whole; the third is never sent.
+    # One by one, job3 takes the last slot and job4 meets the limit; nothing more is tried this cycle.
+    assert scheduler.arrays == [3] and scheduler.array_calls == 2 and scheduler.submits == ["job3"]
+    assert scheduler.refused_for_limit == 2 and report.submitted == 4
+    assert [states(monitor)[f"job{i}"] for i in range(9)] == ["queued"] * 4 + ["waiting"] * 5
+    assert all(not r.current for name, r in monitor.store.jobs().items() if name >= "job4")  # no intent left behind

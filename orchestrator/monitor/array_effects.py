@@ -100,13 +100,16 @@ class ArrayEffects:
                 arrays += array_driver.chunks(members, cap)
             else:
                 alone += [item for item, _ in members]
-        submitted = 0
+        submitted, limited = 0, False
         for members in arrays:
+            if limited:  # an array met a queue limit: the rest go one by one, which meets it task by task
+                alone += [item for item, _ in members]
+                continue
             outcome = self._submit_array(members)
             if outcome is None:
                 self._release(alone, "not submitted: the scheduler stopped answering")
                 return submitted
-            count, unsent = outcome
+            count, unsent, limited = outcome
             submitted += count
             alone += unsent
         order = {item.job.name: position for position, item in enumerate(held)}
@@ -156,9 +159,10 @@ class ArrayEffects:
         return None if outcome is None else int(outcome)
 
     def _submit_array(self, members: Sequence[tuple[HeldSubmit, array_driver.Arrayable]]
-                      ) -> tuple[int, list[HeldSubmit]] | None:
-        """One array of `members`. Returns (tasks submitted, jobs to submit on their own instead), or None when the
-        scheduler did not answer (the intents are kept: the next cycle finds the tasks again)."""
+                      ) -> tuple[int, list[HeldSubmit], bool] | None:
+        """One array of `members`. Returns (tasks submitted, jobs to submit on their own instead, whether a queue limit
+        refused it), or None when the scheduler did not answer (the intents are kept: the next cycle finds the tasks
+        again)."""
         if not self._may_act():
             return None
         kept: list[tuple[HeldSubmit, array_driver.Arrayable, tuple]] = []
@@ -178,7 +182,8 @@ class ArrayEffects:
                 self._committed_gpu_hours += estimate.gpu_hours  # the next member is weighed with this one in
             kept.append((item, shape, (estimate, provenance)))
         if len(kept) < 2:
-            return 0, [item for item, _, _ in kept]
+            self._uncommit([estimate for _, _, (estimate, _) in kept])  # `_submit` counts a job it submits
+            return 0, [item for item, _, _ in kept], False
         driver, name = self._write_driver(members[0][1].header, [shape.task for _, shape, _ in kept])
         attempts = []
         for index, (item, _, (estimate, provenance)) in enumerate(kept):
@@ -218,14 +223,14 @@ class ArrayEffects:
             if not limited:
                 for item, _, _ in kept:
                     self._refuse_array(item.job, f"an array of it was refused ({said[-200:]})")
-            return 0, [item for item, _, _ in kept]
+            return 0, [item for item, _, _ in kept], limited
         for index, ((item, _, _), attempt) in enumerate(zip(kept, attempts)):
             task = array_driver.task_id(array_id, index)
             self.store.record_submitted(attempt, task)
             kind = "resubmitted" if item.action.resubmit else "submitted"
             self._log(item.job.name, kind, f"{kind} {task} ({item.action.reason}) as task {index} of array {array_id} "
                                            f"({len(kept)} tasks)" + (f", excluding {','.join(exclude)}" if exclude else ""))
-        return len(kept), []
+        return len(kept), [], False
 
     def _uncommit(self, estimates: Sequence) -> None:
         for estimate in estimates:

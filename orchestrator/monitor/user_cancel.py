@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from orchestrator.job_state import JobState
-from orchestrator.monitor.ownership import array_intents, array_task_of, is_submission_of, recorded_submission_of, submitted_as
+from orchestrator.monitor.ownership import (array_intents, array_task_of, is_submission_of, recorded_submission_of,
+                                            submitted_as)
 from orchestrator.scheduler.array_driver import array_name_of
 from orchestrator.scheduler.base import Observation, Scheduler, SchedulerUnavailable, job_id_order
 from orchestrator.state.store import StateStore

@@ -72,7 +72,8 @@ def arrayable(name: str, script_path: str, script_text: str, command: str, outpu
     if "output" not in options:
         return "its script sets no --output"
     for option in ("output", "error"):
-        unknown = {m[0] for m in _LOG_PATTERN.finditer(options.get(option, "").replace("%%", "")) if m[0] not in ("%j", "%x", "%u")}
+        patterns = {match[0] for match in _LOG_PATTERN.finditer(options.get(option, "").replace("%%", ""))}
+        unknown = patterns - {"%j", "%x", "%u"}
         if unknown:
             return f"its --{option} uses {', '.join(sorted(unknown))}, which an array task would not fill as a job does"
     header = []
@@ -91,8 +92,10 @@ def arrayable(name: str, script_path: str, script_text: str, command: str, outpu
 
 def driver_script(array_name: str, header: Sequence[str], tasks: Sequence[ArrayTask], log: str = "/dev/null") -> str:
     """The batch script of one array: task i runs `tasks[i]`'s own script, with its name and log. `log` is the
-    array's own: all that reaches it is a task that could not start its script (its log folder or script gone)."""
-    lines = ["#!/bin/bash", f"#SBATCH --job-name={array_name}", f"#SBATCH --output={log}", "#SBATCH --open-mode=append",
+    array's own: what reaches it is Slurm's own lines about a task (time limit, preemption) and a task that could not
+    start its script (its log folder or script gone)."""
+    lines = ["#!/bin/bash", f"#SBATCH --job-name={shlex.quote(array_name)}", f"#SBATCH --output={shlex.quote(log)}",
+             "#SBATCH --open-mode=append",
              *(f"#SBATCH{line}" for line in header),
              "# Written by orch: one task per job; each runs the job's own script with the job's name and log, as a",
              "# plain submission of it would run (no SLURM_ARRAY_* variables).",
