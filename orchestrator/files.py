@@ -19,11 +19,30 @@ def write_atomically(path: str | os.PathLike[str], text: str, executable: bool =
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
+            stream.flush()
+            # On disk before the rename makes it the file: a crash of the host after the rename must not leave the
+            # new name on an empty or partial file (ext4/XFS delayed allocation; a client cache on NFS/Lustre).
+            os.fsync(stream.fileno())
         os.chmod(temporary, 0o755 if executable else 0o644)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    _sync_directory(target.parent)
+
+
+def _sync_directory(folder: Path) -> None:
+    """Make the rename itself durable; a file system that cannot sync a directory (some network ones) is left be."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any | None:

@@ -229,7 +229,7 @@ def _decide_not_in_queue(job: Job, view: JobView, facts: Facts, done: bool, done
             others = ", ".join(o.scheduler_id for o in facts.found_by_name if o is not newest)
             actions.append(Log("duplicate", f"several active submissions named {job.name}; adopting {newest.scheduler_id}, "
                                             f"leaving {others} alone"))
-        actions.append(Adopt(newest, "found in the queue by name and script"))
+        actions.append(Adopt(newest, "found in the queue by name and script (an array task: its array's, and its index)"))
         if done:
             actions.append(MarkDone(done_reason))  # the submission still counts against --max-jobs until it leaves
         elif state_for(newest.state) != view.state:
