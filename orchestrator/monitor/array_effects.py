@@ -24,7 +24,7 @@ from orchestrator.monitor.actions import Submit
 from orchestrator.monitor.options import MonitorOptions, QueueLimit
 from orchestrator.monitor.probes import OutputFacts, make_output_dir, new_run_offset, resolve_output_path
 from orchestrator.scheduler import array_driver
-from orchestrator.scheduler.base import Scheduler, SchedulerUnavailable, SubmitError, SubmitExcludedAll, SubmitLimited
+from orchestrator.scheduler.base import Scheduler, SchedulerUnavailable, SubmitError, SubmitLimited
 from orchestrator.state.store import StateConflict, StateStore
 
 ARRAYS_DIR = "arrays"
@@ -148,12 +148,19 @@ class ArrayEffects:
             shape = array_driver.Arrayable((*shape.key, str(job.array_min_tasks)), shape.task, shape.header)
         return shape
 
-    def _submit_alone(self, item: HeldSubmit, active: int) -> int | None:
-        """A held job submitted as a job of its own: 1 submitted, 0 not (it waits), None: the scheduler did not answer."""
+    def _mark_submitting(self, item: HeldSubmit) -> HeldSubmit | None:
+        """The held job as QUEUED ("submitting"), or None when another writer (`orch cancel`) moved it since the cycle
+        decided: that decision is dropped."""
         try:
             self.store.set_state(item.job.name, JobState.QUEUED, f"submitting ({item.action.reason})", expected=item.state)
         except StateConflict as conflict:
             self._log(item.job.name, "conflict", f"state changed meanwhile ({conflict}); decision dropped", logging.WARNING)
+            return None
+        return replace(item, state=JobState.QUEUED)  # submitted on its own after all, it is QUEUED already
+
+    def _submit_alone(self, item: HeldSubmit, active: int) -> int | None:
+        """A held job submitted as a job of its own: 1 submitted, 0 not (it waits), None: the scheduler did not answer."""
+        if self._mark_submitting(item) is None:
             return 0
         outcome = self._submit(item.job, item.action, item.output, active)
         return None if outcome is None else int(outcome)
@@ -166,15 +173,10 @@ class ArrayEffects:
         if not self._may_act():
             return None
         kept: list[tuple[HeldSubmit, array_driver.Arrayable, tuple]] = []
-        for item, shape in members:
-            try:
-                self.store.set_state(item.job.name, JobState.QUEUED, f"submitting ({item.action.reason})",
-                                     expected=item.state)
-            except StateConflict as conflict:
-                self._log(item.job.name, "conflict", f"state changed meanwhile ({conflict}); decision dropped",
-                          logging.WARNING)
+        for held, shape in members:
+            item = self._mark_submitting(held)
+            if item is None:
                 continue
-            item = replace(item, state=JobState.QUEUED)  # submitted on its own instead, it is QUEUED already
             estimate, provenance = self._submission_facts(item.job)
             if not self._within_budget(item.job, estimate):
                 continue
@@ -195,15 +197,10 @@ class ArrayEffects:
             make_output_dir(item.job)
         self.store.write_snapshot()  # readers see the intents even if this monitor dies during the submit
         first = kept[0][0].job
-        exclude = self._excluded_nodes()
         try:
-            try:
-                array_id = self.scheduler.submit_array(first, driver, len(kept), exclude)  # type: ignore[attr-defined]
-            except SubmitExcludedAll:
-                self._log(None, "bad-node", f"no node is left for array {name} once {','.join(exclude)} are excluded: "
-                                            "submitting it without the exclusion", logging.WARNING)
-                exclude = []
-                array_id = self.scheduler.submit_array(first, driver, len(kept))  # type: ignore[attr-defined]
+            array_id, exclude = self._excluding(  # type: ignore[attr-defined]
+                name, None, f"array {name}",
+                lambda nodes: self.scheduler.submit_array(first, driver, len(kept), nodes))  # type: ignore[attr-defined]
         except SchedulerUnavailable as error:
             self._log(None, "submit-unknown", f"array {name} of {len(kept)} jobs: submit did not answer ({error}); "
                                               "the intents are kept and its tasks are looked for in the queue before "

@@ -142,11 +142,10 @@ class CycleRunner(Effects):
         """One scheduler query for the campaign; recorded ids now used by another job read GONE."""
         attempts = {attempt.scheduler_id: attempt for r in records.values() for attempt in (r.current, r.standby)
                     if attempt and attempt.scheduler_id}
-        current = {scheduler_id: attempt.job for scheduler_id, attempt in attempts.items()}
         # An array task's intent is found again by its array's name (its driver's), a job's by its own.
         names = [job.name for job in live] + sorted({array_name_of(d) for d, _ in array_intents(records.values())})
         try:
-            observations = dict(self.scheduler.query(list(current), names))
+            observations = dict(self.scheduler.query(list(attempts), names))
         except SchedulerUnavailable as error:
             self._unavailable_cycles += 1
             self._log(None, "scheduler-unavailable", f"scheduler query failed ({error}): job states unknown, "
@@ -155,7 +154,8 @@ class CycleRunner(Effects):
         if self._unavailable_cycles:
             self._log(None, "scheduler-back", "scheduler answers again")
         self._unavailable_cycles = 0
-        for scheduler_id, name in current.items():
+        for scheduler_id, attempt in attempts.items():
+            name = attempt.job
             if scheduler_id in observations and name in self._by_name:
                 observation = recorded_submission_of(observations[scheduler_id], *submitted_as(
                     attempts[scheduler_id], self._by_name[name].sbatch_script))

@@ -241,20 +241,27 @@ class Effects(StandbyEffects, ArrayEffects):
     def _submit_excluding(self, job: Job, after: str | None = None) -> tuple[str, list[str]]:
         """Submit with the campaign's bad nodes excluded; the scheduler's exceptions pass through. Returns the id and
         the nodes excluded."""
-        exclude = self._excluded_nodes()
-        if tuple(exclude) == self._exclusion_refused.get(job.name):
-            exclude = []  # refused before for want of nodes: not worth another refused sbatch
         chained = {"after": after} if after is not None else {}  # a backend that cannot chain takes no `after`
+        return self._excluding(job.name, job.name, "it",
+                               lambda exclude: self.scheduler.submit(job, exclude=exclude, **chained))
+
+    def _excluding(self, key: str, log_as: str | None, what: str,
+                   submit: Callable[[list[str]], str]) -> tuple[str, list[str]]:
+        """`submit(exclude)` with the campaign's bad nodes excluded, and once more without them when they leave no node
+        (remembered under `key`); other exceptions pass through. Returns the id and the nodes excluded."""
+        exclude = self._excluded_nodes()
+        if tuple(exclude) == self._exclusion_refused.get(key):
+            exclude = []  # refused before for want of nodes: not worth another refused sbatch
         try:
-            return self.scheduler.submit(job, exclude=exclude, **chained), exclude
+            return submit(exclude), exclude
         except SubmitExcludedAll as error:
             # A small partition with its bad nodes excluded has none left: running on a suspect node beats
             # never running. Nothing was submitted, so submitting again is safe.
-            self._log(job.name, "bad-node", f"no node is left for it once {','.join(exclude)} are excluded "
-                                            f"({str(error).splitlines()[0][-200:]}): submitting without the exclusion",
+            self._log(log_as, "bad-node", f"no node is left for {what} once {','.join(exclude)} are excluded "
+                                          f"({str(error).splitlines()[0][-200:]}): submitting without the exclusion",
                       logging.WARNING)
-            self._exclusion_refused[job.name] = tuple(exclude)
-            return self.scheduler.submit(job, **chained), []
+            self._exclusion_refused[key] = tuple(exclude)
+            return submit([]), []
 
     def _within_budget(self, job: Job, estimate: JobEstimate | None) -> bool:
         """Under `budget_gpu_hours`, a job is submitted only if its estimate fits; else it waits (not a failure)."""
